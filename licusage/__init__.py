@@ -1,0 +1,5 @@
+"""licusage: see and manage who holds which software license."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,309 @@
+"""The catalogue: products, license types, license pools and named-user assignments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from . import clock
+from .db import store_operation, write
+from .errors import InvalidInput, UnknownLicenseType, UnknownProduct
+from .models import CONCURRENT, NAMED, assignments_t, pools_t, products_t, types_t
+
+DEFAULT_PRODUCTS = ("Case Management", "Reports Only", "RD Agent Assist", "RD Email Management")
+NAMED_USER = "Named User"
+CONCURRENT_USER = "Concurrent User"
+
+# result columns of session_usage; a product may not take one of these names
+RESERVED_COLUMNS = frozenset({"session_id", "user", "host", "started_at", "last_activity", "idle"})
+
+
+@dataclass(frozen=True)
+class Pool:
+    id: int
+    product_id: int
+    product: str
+    license_type_id: int
+    license_type: str
+    kind: str
+    seats: int
+    expires_at: datetime | None
+    idle_limit_seconds: int | None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A snapshot of the catalogue: names and ids of products, types and pools."""
+
+    products: dict[str, int]  # name -> id, in catalogue order
+    license_types: dict[str, int]  # name -> id
+    pools: tuple[Pool, ...]
+
+    def product_id(self, name: str) -> int:
+        try:
+            return self.products[name]
+        except (KeyError, TypeError):
+            raise UnknownProduct(f"unknown product {name!r}") from None
+
+    def types_of(self, product: str) -> list[str]:
+        """License type names that `product` has a pool for."""
+        return [p.license_type for p in self.pools if p.product == product]
+
+    def type_id(self, product: str, license_type: str) -> int:
+        self.product_id(product)
+        for pool in self.pools:
+            if pool.product == product and pool.license_type == license_type:
+                return pool.license_type_id
+        raise UnknownLicenseType(f"product {product!r} has no license type {license_type!r}")
+
+    def pool(self, product: str, license_type: str) -> Pool | None:
+        for pool in self.pools:
+            if pool.product == product and pool.license_type == license_type:
+                return pool
+        return None
+
+    def type_names(self) -> dict[int, str]:
+        return {type_id: name for name, type_id in self.license_types.items()}
+
+
+def _kind_for(type_name: str) -> str:
+    return NAMED if "named" in type_name.casefold() else CONCURRENT
+
+
+def read_catalog(conn: Connection | Engine) -> Catalog:
+    """Load the catalogue in one round trip per table."""
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            return read_catalog(c)
+    products = {
+        row.name: row.id
+        for row in conn.execute(
+            sa.select(products_t.c.id, products_t.c.name).order_by(products_t.c.id)
+        )
+    }
+    types = {row.name: row.id for row in conn.execute(sa.select(types_t.c.id, types_t.c.name))}
+    query = (
+        sa.select(
+            pools_t.c.id,
+            pools_t.c.product_id,
+            products_t.c.name.label("product"),
+            pools_t.c.license_type_id,
+            types_t.c.name.label("license_type"),
+            types_t.c.kind,
+            pools_t.c.seats,
+            pools_t.c.expires_at,
+            pools_t.c.idle_limit_seconds,
+        )
+        .join(products_t, products_t.c.id == pools_t.c.product_id)
+        .join(types_t, types_t.c.id == pools_t.c.license_type_id)
+        .order_by(pools_t.c.product_id, pools_t.c.license_type_id)
+    )
+    pools = tuple(Pool(**row._mapping) for row in conn.execute(query))
+    return Catalog(products=products, license_types=types, pools=pools)
+
+
+@store_operation
+def products(engine: Engine) -> list[str]:
+    """Product names in catalogue order."""
+    return list(read_catalog(engine).products)
+
+
+def _get_or_create(conn: Connection, table: sa.Table, name: str, **values: object) -> int:
+    found = conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    return int(
+        conn.execute(
+            sa.insert(table).values(name=name, **values).returning(table.c.id)
+        ).scalar_one()
+    )
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} must be a non-empty string, not {value!r}")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} may not contain NUL characters")
+    return value.strip()
+
+
+@store_operation
+def add_pool(
+    engine: Engine,
+    product: str,
+    license_type: str,
+    seats: int,
+    expires_at: datetime | None = None,
+    *,
+    idle_limit: float | None = None,
+) -> int:
+    """Create (or update the seats, expiry and idle limit of) the pool of `product` and `license_type`.
+
+    The product and license type are created when new; a type whose name contains "named" is a
+    Named User type, any other is a Concurrent User type. `idle_limit` (seconds) is the pool's
+    own idle-timeout for ``reap``. Returns the pool id.
+    """
+    product = _check_name(product, "product")
+    license_type = _check_name(license_type, "license type")
+    if product in RESERVED_COLUMNS:
+        raise InvalidInput(f"{product!r} is reserved for a result column; choose another name")
+    if isinstance(seats, bool) or not isinstance(seats, int) or seats < 0:
+        raise InvalidInput(f"seats must be a whole number >= 0, not {seats!r}")
+    if idle_limit is not None and (isinstance(idle_limit, bool) or idle_limit <= 0):
+        raise InvalidInput(f"idle_limit must be a positive number of seconds, not {idle_limit!r}")
+    idle_seconds = None if idle_limit is None else int(idle_limit)
+    with write(engine) as conn:
+        product_id = _get_or_create(conn, products_t, product)
+        type_id = _get_or_create(conn, types_t, license_type, kind=_kind_for(license_type))
+        values = {
+            "seats": seats,
+            "expires_at": clock.to_db(expires_at),
+            "idle_limit_seconds": idle_seconds,
+        }
+        existing = conn.execute(
+            sa.select(pools_t.c.id).where(
+                pools_t.c.product_id == product_id, pools_t.c.license_type_id == type_id
+            )
+        ).scalar()
+        if existing is not None:
+            conn.execute(sa.update(pools_t).where(pools_t.c.id == existing).values(**values))
+            return int(existing)
+        inserted = conn.execute(
+            sa.insert(pools_t)
+            .values(
+                product_id=product_id,
+                license_type_id=type_id,
+                created_at=clock.current_db_time(),
+                **values,
+            )
+            .returning(pools_t.c.id)
+        )
+        return int(inserted.scalar_one())
+
+
+@store_operation
+def assign_named(engine: Engine, product: str, user: str, license_type: str = NAMED_USER) -> bool:
+    """Name `user` on the Named User pool of `product`. Returns False if already named.
+
+    Raises :class:`InvalidInput` when the pool has no seat left for another name.
+    """
+    user = _check_name(user, "user")
+    with write(engine) as conn:
+        pool = read_catalog(conn).pool(product, license_type)
+        if pool is None:
+            read_catalog(conn).type_id(product, license_type)  # raises the specific error
+            raise UnknownLicenseType(f"product {product!r} has no {license_type!r} pool")
+        if pool.kind != NAMED:
+            raise InvalidInput(f"{product} / {license_type} is not a named-user pool")
+        already = conn.execute(
+            sa.select(sa.func.count()).where(
+                assignments_t.c.pool_id == pool.id, assignments_t.c.user_name == user
+            )
+        ).scalar_one()
+        if already:
+            return False
+        assigned = conn.execute(
+            sa.select(sa.func.count()).where(assignments_t.c.pool_id == pool.id)
+        ).scalar_one()
+        if assigned >= pool.seats:
+            raise InvalidInput(
+                f"{product} / {license_type} has all {pool.seats} named seats assigned"
+            )
+        conn.execute(
+            sa.insert(assignments_t).values(
+                pool_id=pool.id, user_name=user, assigned_at=clock.current_db_time()
+            )
+        )
+        return True
+
+
+@store_operation
+def unassign_named(engine: Engine, product: str, user: str, license_type: str = NAMED_USER) -> bool:
+    """Remove `user` from the named pool of `product`. Returns False if they were not named."""
+    with write(engine) as conn:
+        pool = read_catalog(conn).pool(product, license_type)
+        if pool is None:
+            raise UnknownLicenseType(f"product {product!r} has no {license_type!r} pool")
+        result = conn.execute(
+            sa.delete(assignments_t).where(
+                assignments_t.c.pool_id == pool.id, assignments_t.c.user_name == user
+            )
+        )
+        return bool(result.rowcount)
+
+
+@store_operation
+def list_pools(engine: Engine) -> pd.DataFrame:
+    """The pools: columns ``product``, ``license_type``, ``kind``, ``seats``, ``assigned``
+    (named users, for named pools), ``expires_at`` (UTC) and ``idle_limit`` (a Timedelta)."""
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        assigned: dict[int, int] = dict(
+            conn.execute(
+                sa.select(assignments_t.c.pool_id, sa.func.count()).group_by(
+                    assignments_t.c.pool_id
+                )
+            ).all()
+        )
+    rows = [
+        {
+            "product": p.product,
+            "license_type": p.license_type,
+            "kind": p.kind,
+            "seats": p.seats,
+            "assigned": assigned.get(p.id, 0) if p.kind == NAMED else pd.NA,
+            "expires_at": p.expires_at,
+            "idle_limit": None
+            if p.idle_limit_seconds is None
+            else pd.Timedelta(seconds=p.idle_limit_seconds),
+        }
+        for p in catalog.pools
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "product",
+            "license_type",
+            "kind",
+            "seats",
+            "assigned",
+            "expires_at",
+            "idle_limit",
+        ],
+    )
+    frame["assigned"] = frame["assigned"].astype("Int64")
+    frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
+    frame["idle_limit"] = pd.to_timedelta(frame["idle_limit"])
+    return frame
+
+
+def parse_license_filter(
+    catalog: Catalog, license_types: Mapping[str, object] | None
+) -> dict[int, list[int]]:
+    """Validate a product → types filter and return product id → type ids (empty = any)."""
+    if license_types is None:
+        return {}
+    if not isinstance(license_types, Mapping):
+        raise InvalidInput("license_types must map product names to collections of type names")
+    parsed: dict[int, list[int]] = {}
+    for product, types in license_types.items():
+        product_id = catalog.product_id(product)
+        if types is None:
+            continue
+        if isinstance(types, str):
+            types = [types]
+        try:
+            names = list(types)  # type: ignore[call-overload]
+        except TypeError:
+            raise InvalidInput(
+                f"license types of {product!r} must be a collection of names"
+            ) from None
+        ids = sorted({catalog.type_id(product, name) for name in names})
+        if ids:
+            parsed[product_id] = ids
+    return parsed

@@ -1,0 +1,143 @@
+"""Opening the store: engine set-up, schema creation, and write transactions."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import platformdirs
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import StoreUnavailable
+from .models import Base
+
+ENV_URL = "LICUSAGE_DATABASE_URL"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def default_sqlite_path() -> Path:
+    """The embedded store's file: ``licusage.sqlite`` in the user's data directory."""
+    return Path(platformdirs.user_data_dir("licusage", appauthor=False)) / "licusage.sqlite"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """`url`, else ``$LICUSAGE_DATABASE_URL``, else the embedded SQLite file."""
+    if url:
+        return url
+    if os.environ.get(ENV_URL):
+        return os.environ[ENV_URL]
+    path = default_sqlite_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _normalise_url(url: str) -> sa.URL:
+    parsed = sa.make_url(url)
+    # plain postgresql:// means psycopg 3 here, not the psycopg2 SQLAlchemy defaults to
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy's "begin" event below emit BEGIN itself, so writes can ask for IMMEDIATE
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # a write takes the database lock up front: no deadlock between two readers upgrading
+        immediate = conn.get_execution_options().get("licusage_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An Engine for the store at `url` (see :func:`resolve_url`), without touching the schema."""
+    parsed = _normalise_url(resolve_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = sa.create_engine(parsed, **kwargs)
+    return engine
+
+
+def connect(url: str | None = None, *, create: bool = True) -> Engine:
+    """Open the store at `url` (or ``$LICUSAGE_DATABASE_URL``, or the embedded SQLite file).
+
+    Creates the schema of a new store. Raises :class:`StoreUnavailable` when the database
+    cannot be reached.
+    """
+    try:
+        engine = create_engine(url)
+    except (exc.ArgumentError, exc.NoSuchModuleError) as error:
+        raise StoreUnavailable(f"invalid database URL: {error}") from None
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        if create:
+            from . import migrations
+
+            migrations.ensure_current(engine)
+    except exc.DBAPIError as error:
+        engine.dispose()
+        raise StoreUnavailable(describe_db_error(error, engine)) from None
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table and index that does not exist yet."""
+    Base.metadata.create_all(engine)
+
+
+def describe_db_error(error: exc.DBAPIError, engine: Engine | None = None) -> str:
+    """One readable line for a driver error (no SQL, no traceback)."""
+    where = engine.url.render_as_string(hide_password=True) if engine is not None else "database"
+    first_line = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    return f"cannot use the store at {where}: {first_line}"
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction, committed on success and rolled back on error.
+
+    On SQLite the transaction takes the write lock at BEGIN, so checks made inside it (free seats,
+    already-ended sessions) still hold when it writes.
+    """
+    with engine.connect().execution_options(licusage_write=True) as conn, conn.begin():
+        yield conn
+
+
+def store_operation(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a lost or unreachable database into :class:`StoreUnavailable`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            raise StoreUnavailable(describe_db_error(error)) from error
+
+    return wrapper

@@ -1,0 +1,293 @@
+"""Read-only queries over the store: pure functions, an Engine and filters in, a DataFrame out.
+
+The dashboard, the CLI and the notebooks all call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from . import clock
+from .catalog import Catalog, parse_license_filter, read_catalog
+from .db import is_sqlite, store_operation
+from .errors import InvalidInput
+from .models import audit_t, denials_t, holds_t, sessions_t
+
+BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle"]
+MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
+
+
+def _check_timedelta(value: object, name: str) -> timedelta:
+    if isinstance(value, pd.Timedelta):
+        if pd.isna(value):
+            raise InvalidInput(f"{name} must be a duration, not NaT")
+        value = value.to_pytimedelta()
+    if not isinstance(value, timedelta):
+        raise InvalidInput(f"{name} must be a timedelta, not {value!r}")
+    if value < timedelta(0):
+        raise InvalidInput(f"{name} must not be negative, got {value}")
+    return value
+
+
+def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
+    """The SQL condition of the user filter: a case-insensitive, literal substring match.
+
+    Blank (None, empty or only spaces) means all users; surrounding spaces are ignored.
+    """
+    if user is None:
+        return None
+    if not isinstance(user, str):
+        raise InvalidInput(f"user filter must be text, not {user!r}")
+    needle = user.strip().casefold()
+    if not needle:
+        return None
+    if "\x00" in needle or len(needle) > MAX_USER_KEY:
+        return sa.false()  # no stored user name can contain it
+    return sessions_t.c.user_key.contains(needle, autoescape=True)
+
+
+def _timestamps(values: pd.Series) -> pd.Series:
+    """Naive-UTC values from the driver (strings on SQLite) as tz-aware UTC timestamps."""
+    if values.dtype == object and len(values) and isinstance(values.iloc[0], str):
+        parsed = pd.to_datetime(values, format="ISO8601")
+    else:
+        parsed = pd.to_datetime(values)
+    return parsed.dt.tz_localize("UTC")
+
+
+def _empty_timestamps(values: pd.Series) -> pd.Series:
+    return pd.Series(values, dtype="datetime64[us]").dt.tz_localize("UTC")
+
+
+def _usage_select(
+    engine_or_conn: Engine | sa.Connection,
+    catalog: Catalog,
+    *,
+    user: str | None,
+    license_types: Mapping[str, Collection[str]] | None,
+    idle_over: timedelta | None,
+    now: datetime,
+) -> sa.Select:
+    """The one SQL statement behind :func:`session_usage` (one LEFT JOIN per product)."""
+    type_filter = parse_license_filter(catalog, license_types)
+    # SQLite: fetch timestamps as their stored text and parse them vectorised in pandas
+    as_text = is_sqlite(engine_or_conn)
+
+    def ts(column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.type_coerce(column, sa.String) if as_text else column
+
+    s = sessions_t
+    columns: list[sa.ColumnElement] = [
+        s.c.id.label("session_id"),
+        s.c.user_name.label("user"),
+        s.c.host,
+        ts(s.c.started_at).label("started_at"),
+        ts(s.c.last_activity).label("last_activity"),
+    ]
+    from_clause: sa.FromClause = s
+    conditions: list[sa.ColumnElement[bool]] = [s.c.ended_at.is_(None)]
+    for position, product_id in enumerate(catalog.products.values()):
+        hold = holds_t.alias(f"h{position}")
+        from_clause = from_clause.outerjoin(
+            hold, sa.and_(hold.c.session_id == s.c.id, hold.c.product_id == product_id)
+        )
+        columns.append(hold.c.license_type_id.label(f"p{position}"))
+        if product_id in type_filter:
+            conditions.append(hold.c.license_type_id.in_(type_filter[product_id]))
+    condition = user_condition(user)
+    if condition is not None:
+        conditions.append(condition)
+    if idle_over is not None:
+        try:
+            cutoff = clock.to_db(now - idle_over)
+        except OverflowError:
+            conditions.append(sa.false())  # idle longer than the calendar allows: nobody
+        else:
+            conditions.append(s.c.last_activity <= cutoff)
+    return (
+        sa.select(*columns)
+        .select_from(from_clause)
+        .where(*conditions)
+        .order_by(s.c.last_activity, s.c.id)
+    )
+
+
+@store_operation
+def session_usage(
+    engine: Engine,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+) -> pd.DataFrame:
+    """The active sessions matching the filters, oldest last activity first.
+
+    - `user`: case-insensitive substring of the user name, every character literal; blank = all.
+    - `license_types`: product -> license type names; a missing or empty product means any type,
+      several products must all match. Unknown names raise
+      :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`.
+    - `idle_over`: keep sessions whose last activity is at least this long ago.
+
+    Columns: ``session_id``, ``user``, ``host``, ``started_at`` and ``last_activity`` (UTC),
+    ``idle`` (Timedelta), then one column per product of the catalogue, named as the product,
+    holding the license type held (missing when the session holds none of that product).
+    """
+    if idle_over is not None:
+        idle_over = _check_timedelta(idle_over, "idle_over")
+    now = clock.now()
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        query = _usage_select(
+            conn, catalog, user=user, license_types=license_types, idle_over=idle_over, now=now
+        )
+        rows = conn.execute(query).all()
+    return usage_frame(rows, catalog, now)
+
+
+def usage_frame(rows: Sequence[Any], catalog: Catalog, now: datetime) -> pd.DataFrame:
+    """Build session_usage's DataFrame from rows of :func:`_usage_select`."""
+    product_names = list(catalog.products)
+    raw_columns = BASE_COLUMNS[:5] + [f"p{i}" for i in range(len(product_names))]
+    frame = pd.DataFrame.from_records(rows, columns=raw_columns, coerce_float=False)
+    convert = _timestamps if len(frame) else _empty_timestamps
+    frame["session_id"] = frame["session_id"].astype("int64")
+    frame["user"] = frame["user"].astype("string")
+    frame["host"] = frame["host"].astype("string")
+    frame["started_at"] = convert(frame["started_at"])
+    frame["last_activity"] = convert(frame["last_activity"])
+    frame.insert(5, "idle", pd.Timestamp(now) - frame["last_activity"])
+    type_names = catalog.type_names()
+    for position, name in enumerate(product_names):
+        frame[name] = frame.pop(f"p{position}").map(type_names).astype("string")
+    return frame
+
+
+@store_operation
+def pool_usage(engine: Engine) -> pd.DataFrame:
+    """Seats per pool right now.
+
+    Columns: ``product``, ``license_type``, ``kind``, ``seats``, ``in_use`` (distinct users
+    holding a license of the pool in an active session), ``free`` (seats - in_use, never below 0),
+    ``denials_today`` (denials since midnight UTC) and ``expires_at``.
+    """
+    now = clock.now()
+    midnight = clock.to_db(now.replace(hour=0, minute=0, second=0, microsecond=0))
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        in_use: dict[int, int] = dict(
+            conn.execute(
+                sa.select(holds_t.c.pool_id, sa.func.count(sa.distinct(holds_t.c.user_name)))
+                .where(holds_t.c.released_at.is_(None))
+                .group_by(holds_t.c.pool_id)
+            ).all()
+        )
+        denied: dict[int, int] = dict(
+            conn.execute(
+                sa.select(denials_t.c.pool_id, sa.func.count())
+                .where(denials_t.c.at >= midnight)
+                .group_by(denials_t.c.pool_id)
+            ).all()
+        )
+    rows = [
+        {
+            "product": p.product,
+            "license_type": p.license_type,
+            "kind": p.kind,
+            "seats": p.seats,
+            "in_use": in_use.get(p.id, 0),
+            "free": max(p.seats - in_use.get(p.id, 0), 0),
+            "denials_today": denied.get(p.id, 0),
+            "expires_at": p.expires_at,
+        }
+        for p in catalog.pools
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "product",
+            "license_type",
+            "kind",
+            "seats",
+            "in_use",
+            "free",
+            "denials_today",
+            "expires_at",
+        ],
+    )
+    for column in ("seats", "in_use", "free", "denials_today"):
+        frame[column] = frame[column].astype("int64")
+    frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
+    return frame
+
+
+@store_operation
+def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame:
+    """The licenses the given active sessions hold: ``session_id``, ``user``, ``product``,
+    ``license_type``. What logging them out would give back."""
+    ids = sorted({int(i) for i in session_ids})
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        rows: list[Any] = []
+        for start in range(0, len(ids), 5_000):
+            chunk = ids[start : start + 5_000]
+            rows += conn.execute(
+                sa.select(
+                    holds_t.c.session_id,
+                    holds_t.c.user_name,
+                    holds_t.c.product_id,
+                    holds_t.c.license_type_id,
+                ).where(holds_t.c.session_id.in_(chunk), holds_t.c.released_at.is_(None))
+            ).all()
+    product_names = {v: k for k, v in catalog.products.items()}
+    type_names = catalog.type_names()
+    return pd.DataFrame(
+        [(r[0], r[1], product_names[r[2]], type_names[r[3]]) for r in rows],
+        columns=["session_id", "user", "product", "license_type"],
+    )
+
+
+@store_operation
+def audit_log(
+    engine: Engine,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    actor: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Audit events, newest first: ``at`` (UTC), ``actor``, ``action``, ``session_id``,
+    ``user``, ``reason``, ``origin``, ``detail`` (JSON text). `start` inclusive, `end` exclusive;
+    `actor` matches exactly."""
+    a = audit_t
+    query = sa.select(
+        a.c.id,
+        a.c.at,
+        a.c.actor,
+        a.c.action,
+        a.c.session_id,
+        a.c.user_name.label("user"),
+        a.c.reason,
+        a.c.origin,
+        a.c.detail,
+    ).order_by(a.c.at.desc(), a.c.id.desc())
+    if start is not None:
+        query = query.where(a.c.at >= clock.to_db(start))
+    if end is not None:
+        query = query.where(a.c.at < clock.to_db(end))
+    if actor:
+        query = query.where(a.c.actor == actor)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(
+        rows,
+        columns=["id", "at", "actor", "action", "session_id", "user", "reason", "origin", "detail"],
+    )
+    frame["at"] = pd.to_datetime(frame["at"]).dt.tz_localize("UTC")
+    frame["session_id"] = frame["session_id"].astype("Int64")
+    return frame

@@ -1,0 +1,344 @@
+"""What a licensed application calls: log in (taking licenses), touch, end.
+
+Seat rules, checked inside one write transaction that locks the pools concerned:
+
+* **Named** pools grant a license only to users assigned to the pool.
+* **Concurrent** pools admit at most ``seats`` distinct users at once; a user who already holds
+  the pool in another active session reuses that seat.
+* A pool past its ``expires_at`` grants nothing.
+
+Every license that cannot be granted is recorded as a denial.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from . import clock
+from .catalog import Catalog, Pool, read_catalog
+from .db import is_sqlite, store_operation, write
+from .errors import InvalidInput
+from .models import NAMED, assignments_t, audit_t, denials_t, holds_t, pools_t, sessions_t
+
+# denial reasons
+POOL_FULL = "pool_full"
+NOT_NAMED = "not_named"
+POOL_EXPIRED = "pool_expired"
+
+# end reasons
+USER_LOGOUT = "user_logout"
+ADMIN_LOGOUT = "admin_logout"
+IDLE_TIMEOUT = "idle_timeout"
+
+# SQLite allows 32,766 bound parameters; stay well inside it
+ID_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a login got. `session_id` is None when every requested license was denied."""
+
+    session_id: int | None
+    granted: dict[str, str] = field(default_factory=dict)  # product -> license type
+    denied: dict[str, str] = field(default_factory=dict)  # product -> denial reason
+
+    @property
+    def ok(self) -> bool:
+        return not self.denied and self.session_id is not None
+
+
+def check_user(user: object) -> str:
+    if not isinstance(user, str) or not user.strip():
+        raise InvalidInput(f"user must be a non-empty string, not {user!r}")
+    if "\x00" in user:
+        raise InvalidInput("user may not contain NUL characters")
+    return user
+
+
+def check_session_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"session ids are integers, not {value!r}")
+    return value
+
+
+def user_key(user: str) -> str:
+    """The form of a user name the case-insensitive filter compares."""
+    return user.casefold()
+
+
+def _lock_pools(conn: Connection, pool_ids: Sequence[int]) -> dict[int, int]:
+    """Lock the pools' rows (PostgreSQL) and return their current seats."""
+    query = sa.select(pools_t.c.id, pools_t.c.seats).where(pools_t.c.id.in_(sorted(pool_ids)))
+    if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already serialises writers
+        query = query.order_by(pools_t.c.id).with_for_update()
+    return {row.id: row.seats for row in conn.execute(query)}
+
+
+def _decide(conn: Connection, pool: Pool, seats: int, user: str, at: datetime) -> str | None:
+    """None when `user` may take a license of `pool` now, else the denial reason."""
+    if pool.expires_at is not None and pool.expires_at <= at:
+        return POOL_EXPIRED
+    if pool.kind == NAMED:
+        named = conn.execute(
+            sa.select(sa.literal(1)).where(
+                assignments_t.c.pool_id == pool.id, assignments_t.c.user_name == user
+            )
+        ).first()
+        return None if named else NOT_NAMED
+    active = holds_t.c.released_at.is_(None)
+    holds_seat = conn.execute(
+        sa.select(sa.literal(1))
+        .where(holds_t.c.pool_id == pool.id, holds_t.c.user_name == user, active)
+        .limit(1)
+    ).first()
+    if holds_seat:
+        return None
+    in_use = conn.execute(
+        sa.select(sa.func.count(sa.distinct(holds_t.c.user_name))).where(
+            holds_t.c.pool_id == pool.id, active
+        )
+    ).scalar_one()
+    return None if in_use < seats else POOL_FULL
+
+
+def _requested_pools(catalog: Catalog, licenses: Mapping[str, str]) -> list[Pool]:
+    if not isinstance(licenses, Mapping):
+        raise InvalidInput("licenses must map product names to license type names")
+    pools = []
+    for product, license_type in licenses.items():
+        catalog.type_id(product, license_type)  # raises UnknownProduct / UnknownLicenseType
+        pool = catalog.pool(product, license_type)
+        assert pool is not None
+        pools.append(pool)
+    return pools
+
+
+@store_operation
+def login(
+    engine: Engine,
+    user: str,
+    licenses: Mapping[str, str],
+    host: str | None = None,
+    at: datetime | None = None,
+) -> LoginResult:
+    """Start a session of `user` asking for `licenses` (product -> license type).
+
+    Grants what the pools allow and records a denial for the rest. A session is created when at
+    least one license was granted, or when none was asked for.
+    """
+    user = check_user(user)
+    when = clock.current_db_time(at)
+    with write(engine) as conn:
+        catalog = read_catalog(conn)
+        pools = _requested_pools(catalog, licenses)
+        seats = _lock_pools(conn, [p.id for p in pools])
+        granted: list[Pool] = []
+        denied: dict[str, str] = {}
+        for pool in pools:
+            reason = _decide(conn, pool, seats[pool.id], user, when)
+            if reason is None:
+                granted.append(pool)
+            else:
+                denied[pool.product] = reason
+        if denied:
+            conn.execute(
+                sa.insert(denials_t),
+                [
+                    {
+                        "at": when,
+                        "user_name": user,
+                        "host": host,
+                        "product_id": pool.product_id,
+                        "license_type_id": pool.license_type_id,
+                        "pool_id": pool.id,
+                        "reason": denied[pool.product],
+                    }
+                    for pool in pools
+                    if pool.product in denied
+                ],
+            )
+        if pools and not granted:
+            return LoginResult(None, {}, denied)
+        session_id = conn.execute(
+            sa.insert(sessions_t)
+            .values(
+                user_name=user,
+                user_key=user_key(user),
+                host=host,
+                started_at=when,
+                last_activity=when,
+            )
+            .returning(sessions_t.c.id)
+        ).scalar_one()
+        if granted:
+            conn.execute(
+                sa.insert(holds_t),
+                [
+                    {
+                        "session_id": session_id,
+                        "product_id": pool.product_id,
+                        "license_type_id": pool.license_type_id,
+                        "pool_id": pool.id,
+                        "user_name": user,
+                        "granted_at": when,
+                    }
+                    for pool in granted
+                ],
+            )
+        return LoginResult(int(session_id), {p.product: p.license_type for p in granted}, denied)
+
+
+@store_operation
+def touch(engine: Engine, session_id: int, at: datetime | None = None) -> bool:
+    """Record activity on a session. Returns False when the session has ended or is unknown."""
+    check_session_id(session_id)
+    when = clock.current_db_time(at)
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.update(sessions_t)
+            .where(sessions_t.c.id == session_id, sessions_t.c.ended_at.is_(None))
+            .values(
+                last_activity=sa.func.max(sessions_t.c.last_activity, when)
+                if is_sqlite(conn)
+                else sa.func.greatest(sessions_t.c.last_activity, when)
+            )
+        )
+        return bool(result.rowcount)
+
+
+@store_operation
+def end(
+    engine: Engine,
+    session_id: int,
+    reason: str = USER_LOGOUT,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> bool:
+    """End a session, releasing its licenses. Returns False if it had already ended.
+
+    `actor` defaults to the session's own user. Raises :class:`InvalidInput` for an unknown id.
+    """
+    check_session_id(session_id)
+    if not isinstance(reason, str) or not reason:
+        raise InvalidInput(f"reason must be a non-empty string, not {reason!r}")
+    with write(engine) as conn:
+        owner = conn.execute(
+            sa.select(sessions_t.c.user_name).where(sessions_t.c.id == session_id)
+        ).scalar()
+        if owner is None:
+            raise InvalidInput(f"no session with id {session_id}")
+        ended = end_sessions(
+            conn,
+            [session_id],
+            actor=actor or owner,
+            reason=reason,
+            at=at,
+            audit=reason != USER_LOGOUT,
+        )
+        return bool(ended)
+
+
+def end_sessions(
+    conn: Connection,
+    session_ids: Iterable[int],
+    *,
+    actor: str,
+    reason: str,
+    at: datetime | None = None,
+    origin: str | None = None,
+    audit: bool = True,
+    condition: sa.ColumnElement[bool] | None = None,
+) -> list[int]:
+    """End the still-active sessions among `session_ids` inside the caller's transaction.
+
+    Releases their licenses and (with `audit`) writes one audit event per session ended, naming
+    the licenses it freed. Returns the ids this call ended; the rest had already ended or do not
+    exist (or fail `condition`, checked in the same UPDATE). Never deletes anything.
+    """
+    when = clock.current_db_time(at)
+    ids = sorted(set(session_ids))
+    ended: dict[int, str] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        rows = conn.execute(
+            sa.update(sessions_t)
+            .where(sessions_t.c.id.in_(chunk), sessions_t.c.ended_at.is_(None))
+            .where(condition if condition is not None else sa.true())
+            .values(ended_at=when, end_reason=reason, ended_by=actor)
+            .returning(sessions_t.c.id, sessions_t.c.user_name)
+        ).all()
+        ended.update({row.id: row.user_name for row in rows})
+    if not ended:
+        return []
+    freed: dict[int, dict[str, str]] = {session_id: {} for session_id in ended}
+    if audit:
+        catalog = read_catalog(conn)
+        product_names = {v: k for k, v in catalog.products.items()}
+        type_names = catalog.type_names()
+    ended_ids = sorted(ended)
+    for start in range(0, len(ended_ids), ID_CHUNK):
+        chunk = ended_ids[start : start + ID_CHUNK]
+        released = conn.execute(
+            sa.update(holds_t)
+            .where(holds_t.c.session_id.in_(chunk), holds_t.c.released_at.is_(None))
+            .values(released_at=when)
+            .returning(holds_t.c.session_id, holds_t.c.product_id, holds_t.c.license_type_id)
+        ).all()
+        if audit:
+            for row in released:
+                freed[row.session_id][product_names[row.product_id]] = type_names[
+                    row.license_type_id
+                ]
+    if audit:
+        conn.execute(
+            sa.insert(audit_t),
+            [
+                {
+                    "at": when,
+                    "actor": actor,
+                    "action": "end_session",
+                    "session_id": session_id,
+                    "user_name": ended[session_id],
+                    "reason": reason,
+                    "origin": origin,
+                    "detail": json.dumps({"licenses": freed[session_id]}, sort_keys=True),
+                }
+                for session_id in ended_ids
+            ],
+        )
+    return ended_ids
+
+
+def record_audit(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    detail: Mapping[str, object] | None = None,
+    session_id: int | None = None,
+    user_name: str | None = None,
+    reason: str | None = None,
+    origin: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Write one audit event inside the caller's transaction."""
+    conn.execute(
+        sa.insert(audit_t).values(
+            at=clock.current_db_time(at),
+            actor=actor,
+            action=action,
+            session_id=session_id,
+            user_name=user_name,
+            reason=reason,
+            origin=origin,
+            detail=None
+            if detail is None
+            else json.dumps(dict(detail), sort_keys=True, default=str),
+        )
+    )
