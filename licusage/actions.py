@@ -21,6 +21,8 @@ from .models import holds_t, pools_t, sessions_t
 from .sessions import (
     ADMIN_LOGOUT,
     IDLE_TIMEOUT,
+    MAX_USER_LENGTH,
+    check_reason,
     check_session_id,
     end_sessions,
     record_audit,
@@ -57,9 +59,12 @@ def _check_ids(session_ids: Iterable[int]) -> list[int]:
     return sorted({check_session_id(value) for value in session_ids})
 
 
-def _check_actor(actor: object) -> str:
+def check_actor(actor: object) -> str:
+    """`actor` stripped, if it names who acts; else :class:`~licusage.errors.InvalidInput`."""
     if not isinstance(actor, str) or not actor.strip() or "\x00" in actor:
         raise InvalidInput(f"actor must name who acts (non-empty text), not {actor!r}")
+    if len(actor.strip()) > MAX_USER_LENGTH:
+        raise InvalidInput(f"actor is at most {MAX_USER_LENGTH} characters long")
     return actor.strip()
 
 
@@ -82,9 +87,8 @@ def logout_sessions(
     changes nothing.
     """
     ids = _check_ids(session_ids)
-    actor = _check_actor(actor)
-    if not isinstance(reason, str) or not reason:
-        raise InvalidInput(f"reason must be a non-empty string, not {reason!r}")
+    actor = check_actor(actor)
+    reason = check_reason(reason)
     if not ids:
         return LogoutResult()
     with write(engine) as conn:
@@ -123,7 +127,7 @@ def authorized_logout(
     A non-admin is refused with :class:`~licusage.errors.PermissionDenied`, and the attempt is
     audited (action ``logout_refused``).
     """
-    actor = _check_actor(actor)
+    actor = check_actor(actor)
     if role != ADMIN:
         ids = _check_ids(session_ids)
         with write(engine) as conn:
@@ -169,10 +173,11 @@ def reap_idle(
             idle_over = idle_over.to_pytimedelta()
         if not isinstance(idle_over, timedelta) or idle_over < timedelta(0):
             raise InvalidInput(f"idle_over must be a non-negative timedelta, not {idle_over!r}")
-    actor = _check_actor(actor)
+    actor = check_actor(actor)
     now = clock.to_db(clock.now())
     assert now is not None
-    with write(engine) as conn:
+    # a dry run only reads: it need not take SQLite's write lock
+    with engine.connect() if dry_run else write(engine) as conn:
         limits = _candidate_limits(conn, idle_over, now)
         by_limit: dict[timedelta, list[int]] = {}
         idle: dict[int, timedelta] = {}
@@ -208,6 +213,10 @@ def _candidate_limits(
     shortest = effective_limit(default, pool_limits)
     if shortest is None:
         return []
+    try:
+        cutoff = now - shortest
+    except OverflowError:  # a limit longer than the calendar: nothing is idle that long
+        return []
     query = (
         sa.select(sessions_t.c.id, sessions_t.c.last_activity, pools_t.c.idle_limit_seconds)
         .select_from(
@@ -216,7 +225,7 @@ def _candidate_limits(
                 sa.and_(holds_t.c.session_id == sessions_t.c.id, holds_t.c.released_at.is_(None)),
             ).outerjoin(pools_t, pools_t.c.id == holds_t.c.pool_id)
         )
-        .where(sessions_t.c.ended_at.is_(None), sessions_t.c.last_activity < now - shortest)
+        .where(sessions_t.c.ended_at.is_(None), sessions_t.c.last_activity < cutoff)
     )
     per_session: dict[int, tuple[datetime, list[timedelta | None]]] = {}
     for session_id, last_activity, seconds in conn.execute(query):

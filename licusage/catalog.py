@@ -19,6 +19,8 @@ DEFAULT_PRODUCTS = ("Case Management", "Reports Only", "RD Agent Assist", "RD Em
 NAMED_USER = "Named User"
 CONCURRENT_USER = "Concurrent User"
 
+MAX_NAME_LENGTH = 200  # the width of the name columns
+
 # result columns of session_usage; a product may not take one of these names
 RESERVED_COLUMNS = frozenset({"session_id", "user", "host", "started_at", "last_activity", "idle"})
 
@@ -48,7 +50,8 @@ class Catalog:
         try:
             return self.products[name]
         except (KeyError, TypeError):
-            raise UnknownProduct(f"unknown product {name!r}") from None
+            known = ", ".join(self.products) or "none yet"
+            raise UnknownProduct(f"unknown product {name!r} (products: {known})") from None
 
     def types_of(self, product: str) -> list[str]:
         """License type names that `product` has a pool for."""
@@ -59,7 +62,10 @@ class Catalog:
         for pool in self.pools:
             if pool.product == product and pool.license_type == license_type:
                 return pool.license_type_id
-        raise UnknownLicenseType(f"product {product!r} has no license type {license_type!r}")
+        known = ", ".join(self.types_of(product)) or "none"
+        raise UnknownLicenseType(
+            f"product {product!r} has no license type {license_type!r} (its types: {known})"
+        )
 
     def pool(self, product: str, license_type: str) -> Pool | None:
         for pool in self.pools:
@@ -129,6 +135,8 @@ def _check_name(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be a non-empty string, not {value!r}")
     if "\x00" in value:
         raise InvalidInput(f"{what} may not contain NUL characters")
+    if len(value.strip()) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"{what} is at most {MAX_NAME_LENGTH} characters long")
     return value.strip()
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -14,8 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import StoreUnavailable
-from .models import Base
+from .errors import SchemaMismatch, StoreUnavailable
 
 ENV_URL = "LICUSAGE_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -83,29 +83,53 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
 def connect(url: str | None = None, *, create: bool = True) -> Engine:
     """Open the store at `url` (or ``$LICUSAGE_DATABASE_URL``, or the embedded SQLite file).
 
-    Creates the schema of a new store. Raises :class:`StoreUnavailable` when the database
-    cannot be reached.
+    Creates the schema of a new store (with `create`). Raises :class:`StoreUnavailable` when the
+    database cannot be reached, and :class:`SchemaMismatch` when the store's schema is newer than
+    this code or older (then ``licusage db upgrade`` brings it up to date).
     """
     try:
         engine = create_engine(url)
     except (exc.ArgumentError, exc.NoSuchModuleError) as error:
         raise StoreUnavailable(f"invalid database URL: {error}") from None
+    from . import migrations
+
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-        if create:
-            from . import migrations
-
-            migrations.ensure_current(engine)
+        migrations.ensure_current(engine, create=create)
     except exc.DBAPIError as error:
         engine.dispose()
         raise StoreUnavailable(describe_db_error(error, engine)) from None
+    except SchemaMismatch:
+        engine.dispose()
+        raise
     return engine
 
 
+def upgrade(url: str | None = None) -> tuple[str | None, str]:
+    """Bring the store at `url` to this code's schema; (revision before, revision after).
+
+    A no-op on a current store. Raises :class:`SchemaMismatch` for a store newer than this code.
+    """
+    from . import migrations
+
+    try:
+        engine = create_engine(url)
+    except (exc.ArgumentError, exc.NoSuchModuleError) as error:
+        raise StoreUnavailable(f"invalid database URL: {error}") from None
+    try:
+        return migrations.upgrade(engine)
+    except exc.DBAPIError as error:
+        raise StoreUnavailable(describe_db_error(error, engine)) from None
+    finally:
+        engine.dispose()
+
+
 def create_schema(engine: Engine) -> None:
-    """Create every table and index that does not exist yet."""
-    Base.metadata.create_all(engine)
+    """Create a new store's schema, stamped at the current revision (see :mod:`.migrations`)."""
+    from . import migrations
+
+    migrations.ensure_current(engine)
 
 
 def describe_db_error(error: exc.DBAPIError, engine: Engine | None = None) -> str:
@@ -126,8 +150,32 @@ def write(engine: Engine) -> Iterator[Connection]:
     On SQLite the transaction takes the write lock at BEGIN, so checks made inside it (free seats,
     already-ended sessions) still hold when it writes.
     """
-    with engine.connect().execution_options(licusage_write=True) as conn, conn.begin():
+    with (
+        _sqlite_writer_lock(engine),
+        engine.connect().execution_options(licusage_write=True) as conn,
+        conn.begin(),
+    ):
         yield conn
+
+
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_writer_lock(engine: Engine) -> AbstractContextManager[object]:
+    """One lock per SQLite file and process, taken before ``BEGIN IMMEDIATE``.
+
+    Writers of one process (server threads, concurrent logins) then queue on a Python lock
+    instead of SQLite's busy handler, which polls with sleeps of up to 100 ms: under contention
+    that is both slow and unfair (a writer could wait past the busy timeout and get
+    "database is locked"). Other processes still wait through the busy timeout.
+    """
+    database = engine.url.database
+    if not is_sqlite(engine) or database in (None, "", ":memory:"):
+        return nullcontext()
+    key = os.path.realpath(database)
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.RLock())
 
 
 def store_operation(func: Callable[P, R]) -> Callable[P, R]:

@@ -219,8 +219,12 @@ def generate(
     now = clock.to_db(now or clock.now())
     assert now is not None
     with engine.connect() as conn:
-        if conn.execute(sa.select(sa.func.count()).select_from(sessions_t)).scalar_one():
-            raise InvalidInput("the store already holds sessions; demo data needs an empty store")
+        existing = conn.execute(sa.select(sa.func.count()).select_from(sessions_t)).scalar_one()
+    if existing:
+        raise InvalidInput(
+            f"the store already holds {existing} sessions; demo data goes only into an empty "
+            "store (choose another database)"
+        )
     rng = random.Random(seed)
     names = user_names(users)
     roles = _assign_roles(names, rng)

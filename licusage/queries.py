@@ -18,6 +18,7 @@ from .catalog import Catalog, parse_license_filter, read_catalog
 from .db import is_sqlite, store_operation
 from .errors import InvalidInput
 from .models import audit_t, denials_t, holds_t, sessions_t
+from .sessions import ID_CHUNK, check_session_id
 
 BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle"]
 MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
@@ -54,7 +55,8 @@ def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
 
 def _timestamps(values: pd.Series) -> pd.Series:
     """Naive-UTC values from the driver (strings on SQLite) as tz-aware UTC timestamps."""
-    if values.dtype == object and len(values) and isinstance(values.iloc[0], str):
+    first = values.dropna().iloc[0] if values.notna().any() else None
+    if isinstance(first, str):
         parsed = pd.to_datetime(values, format="ISO8601")
     else:
         parsed = pd.to_datetime(values)
@@ -175,7 +177,7 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
     holding a license of the pool in an active session), ``free`` (seats - in_use, never below 0),
     ``denials_today`` (denials since midnight UTC) and ``expires_at``.
     """
-    now = clock.now()
+    now = clock.to_utc(clock.now())
     midnight = clock.to_db(now.replace(hour=0, minute=0, second=0, microsecond=0))
     with engine.connect() as conn:
         catalog = read_catalog(conn)
@@ -229,12 +231,12 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
 def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame:
     """The licenses the given active sessions hold: ``session_id``, ``user``, ``product``,
     ``license_type``. What logging them out would give back."""
-    ids = sorted({int(i) for i in session_ids})
+    ids = sorted({check_session_id(i) for i in session_ids})
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         rows: list[Any] = []
-        for start in range(0, len(ids), 5_000):
-            chunk = ids[start : start + 5_000]
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
             rows += conn.execute(
                 sa.select(
                     holds_t.c.session_id,
@@ -249,6 +251,55 @@ def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFra
         [(r[0], r[1], product_names[r[2]], type_names[r[3]]) for r in rows],
         columns=["session_id", "user", "product", "license_type"],
     )
+
+
+SESSION_COLUMNS = [
+    "session_id",
+    "user",
+    "host",
+    "started_at",
+    "last_activity",
+    "ended_at",
+    "end_reason",
+    "ended_by",
+]
+
+
+@store_operation
+def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame:
+    """The stored sessions among `session_ids`, active or ended, in id order.
+
+    Columns: ``session_id``, ``user``, ``host``, ``started_at``, ``last_activity``,
+    ``ended_at`` (UTC; missing while active), ``end_reason``, ``ended_by``. Ids not in the store
+    are left out. Raises :class:`~licusage.errors.InvalidInput` for ids that are not integers.
+    """
+    ids = sorted({check_session_id(i) for i in session_ids})
+    s = sessions_t
+    rows: list[Any] = []
+    with engine.connect() as conn:
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            rows += conn.execute(
+                sa.select(
+                    s.c.id,
+                    s.c.user_name,
+                    s.c.host,
+                    s.c.started_at,
+                    s.c.last_activity,
+                    s.c.ended_at,
+                    s.c.end_reason,
+                    s.c.ended_by,
+                )
+                .where(s.c.id.in_(chunk))
+                .order_by(s.c.id)
+            ).all()
+    frame = pd.DataFrame.from_records(rows, columns=SESSION_COLUMNS, coerce_float=False)
+    frame["session_id"] = frame["session_id"].astype("int64")
+    for column in ("user", "host", "end_reason", "ended_by"):
+        frame[column] = frame[column].astype("string")
+    for column in ("started_at", "last_activity", "ended_at"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]").dt.tz_localize("UTC")
+    return frame
 
 
 @store_operation
@@ -291,3 +342,12 @@ def audit_log(
     frame["at"] = pd.to_datetime(frame["at"]).dt.tz_localize("UTC")
     frame["session_id"] = frame["session_id"].astype("Int64")
     return frame
+
+
+@store_operation
+def audit_actors(engine: Engine) -> list[str]:
+    """Everyone named as the actor of an audit event, sorted (the audit view's actor choices)."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(sa.select(audit_t.c.actor).distinct().order_by(audit_t.c.actor)).scalars()
+        )

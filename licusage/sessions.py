@@ -13,6 +13,7 @@ Every license that cannot be granted is recorded as a denial.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,13 @@ USER_LOGOUT = "user_logout"
 ADMIN_LOGOUT = "admin_logout"
 IDLE_TIMEOUT = "idle_timeout"
 
+# the width of the user name columns
+MAX_USER_LENGTH = 200
+MAX_REASON_LENGTH = 50
+
+# the range of the INTEGER id column (PostgreSQL's; the same schema on SQLite)
+MIN_SESSION_ID, MAX_SESSION_ID = -(2**31), 2**31 - 1
+
 # SQLite allows 32,766 bound parameters; stay well inside it
 ID_CHUNK = 5_000
 
@@ -54,17 +62,33 @@ class LoginResult:
 
 
 def check_user(user: object) -> str:
+    """`user` if it is a usable user name, else :class:`InvalidInput`."""
     if not isinstance(user, str) or not user.strip():
         raise InvalidInput(f"user must be a non-empty string, not {user!r}")
     if "\x00" in user:
         raise InvalidInput("user may not contain NUL characters")
+    if len(user_key(user)) > MAX_USER_LENGTH:
+        raise InvalidInput(f"user names are at most {MAX_USER_LENGTH} characters long")
     return user
 
 
+def check_reason(reason: object) -> str:
+    """`reason` if it is a usable end reason (short text such as ``admin_logout``)."""
+    if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
+        raise InvalidInput(f"reason must be a non-empty string, not {reason!r}")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"reason is at most {MAX_REASON_LENGTH} characters long")
+    return reason
+
+
 def check_session_id(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """`value` as a session id: any integer (also NumPy's), never a bool, str or float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidInput(f"session ids are integers, not {value!r}")
-    return value
+    number = int(value)
+    if not MIN_SESSION_ID <= number <= MAX_SESSION_ID:  # no stored id can be out there
+        raise InvalidInput(f"session id {number} is outside the range of stored ids")
+    return number
 
 
 def user_key(user: str) -> str:
@@ -197,7 +221,7 @@ def login(
 @store_operation
 def touch(engine: Engine, session_id: int, at: datetime | None = None) -> bool:
     """Record activity on a session. Returns False when the session has ended or is unknown."""
-    check_session_id(session_id)
+    session_id = check_session_id(session_id)
     when = clock.current_db_time(at)
     with engine.begin() as conn:
         result = conn.execute(
@@ -224,9 +248,10 @@ def end(
 
     `actor` defaults to the session's own user. Raises :class:`InvalidInput` for an unknown id.
     """
-    check_session_id(session_id)
-    if not isinstance(reason, str) or not reason:
-        raise InvalidInput(f"reason must be a non-empty string, not {reason!r}")
+    session_id = check_session_id(session_id)
+    reason = check_reason(reason)
+    if actor is not None:
+        actor = check_user(actor)
     with write(engine) as conn:
         owner = conn.execute(
             sa.select(sessions_t.c.user_name).where(sessions_t.c.id == session_id)

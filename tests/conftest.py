@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from licusage import clock, db
-from tests.helpers import STRICT, fresh_pg_database, pg_available
+from tests.helpers import STRICT, fresh_pg_database, fresh_pg_schema, pg_available
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,13 +39,21 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def pg_run_database() -> Iterator[str]:
+    """One new PostgreSQL database for this test run (per xdist worker), dropped at the end."""
+    with fresh_pg_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request, tmp_path) -> Iterator[str]:
-    """The URL of an empty store, once on SQLite and once on PostgreSQL."""
+    """The URL of an empty store, once on SQLite and once on PostgreSQL (a fresh schema in the
+    run's database)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.sqlite'}"
     else:
-        with fresh_pg_database() as url:
+        with fresh_pg_schema(request.getfixturevalue("pg_run_database")) as url:
             yield url
 
 

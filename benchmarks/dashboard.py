@@ -1,0 +1,241 @@
+"""Browser cases: Run click to first page visible (Chromium), and the served app's memory.
+
+A real ``licusage serve`` runs in a subprocess on a free port; headless Debian Chromium is driven
+by Playwright. "First page visible": from the click on ``Run`` until the first result row is
+visible and the count line shows the new result, on a fresh page each run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import cases as case_defs
+from .store import StoreSpec, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COUNT_LINE = re.compile(r"[\d,]+ sessions of [\d,]+ distinct")
+MILLION = StoreSpec(users=100_000, active=1_000_000, history=100_000, days=30)
+MILLION_QUICK = StoreSpec(users=400, active=4_000, history=1_000, days=7)
+BROWSER_SESSIONS = 5
+NOTES = [
+    "dashboard: Run click -> first result row and the count line visible, headless Chromium, "
+    "fresh page per run, `licusage serve` subprocess on the same machine",
+    "memory: resident set of the `licusage serve` process tree (/proc) after 5 browser pages "
+    "each ran the unfiltered query on the large store",
+]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@contextmanager
+def served(store_url: str, timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``licusage serve`` on a free loopback port; stopped (its process group) afterwards."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "licusage", "serve", "--db", store_url, "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not _answers(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start: {log.read()[-2000:]!r}")
+                time.sleep(0.2)
+            yield url, process
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        with suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def _open_dashboard(browser: Any, url: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Run").wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
+        timeout=120_000,
+    )
+    return page
+
+
+def _click_run(page: Any) -> float:
+    from playwright.sync_api import expect
+
+    line = page.get_by_text(COUNT_LINE)
+    began = time.perf_counter()
+    page.get_by_role("button", name="Run").click()
+    page.locator(".tabulator-row").first.wait_for(state="visible", timeout=180_000)
+    expect(line).to_be_visible(timeout=180_000)
+    return time.perf_counter() - began
+
+
+@contextmanager
+def _browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _run_clicks(store_url: str, repeat: int) -> list[float]:
+    seconds = []
+    with served(store_url) as (url, _), _browser() as browser:
+        for _ in range(repeat):
+            page = _open_dashboard(browser, url)
+            seconds.append(_click_run(page))
+            page.close()
+    return seconds
+
+
+def _memory(store_url: str) -> tuple[float, str | None]:
+    """GB resident of the server after BROWSER_SESSIONS pages each clicked Run."""
+    with served(store_url) as (url, process), _browser() as browser:
+        pages = []
+        for _ in range(BROWSER_SESSIONS):
+            page = _open_dashboard(browser, url)
+            _click_run(page)
+            pages.append(page)
+        time.sleep(1.0)
+        rss = _tree_rss(process.pid)
+        for page in pages:
+            page.close()
+    return rss / 1e9, None
+
+
+def available() -> str | None:
+    """Why the browser cases cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    if shutil.which(sys.executable) is None:
+        return "no python executable"
+    return None
+
+
+def run(store_url: str, ctx: case_defs.Context, repeat: int, wanted: list[str] | None) -> list[Any]:
+    """Rows (see ``benchmarks.__main__.Row``) of the selected browser cases."""
+    from .__main__ import Row, _selected
+
+    rows: list[Row] = []
+    problem = available()
+    large = "quick store" if ctx.quick else "100k active"
+    names = {
+        "click": f"dashboard Run -> first page ({large})",
+        "million": "dashboard Run -> first page ("
+        + ("quick 2nd store" if ctx.quick else "1M active")
+        + ")",
+        "memory": f"served app memory, {BROWSER_SESSIONS} browser sessions (GB)",
+    }
+    targets = {
+        "click": case_defs.Target("seconds", 1.0, "<= 1 s"),
+        "million": case_defs.Target("seconds", 3.0, "<= 3 s"),
+        "memory": case_defs.Target("seconds", 1.0, "<= 1 GB", unit="GB"),
+    }
+    for key, name in names.items():
+        if not _selected(name, wanted):
+            continue
+        row = Row(name, [], [], "", targets[key])
+        if problem:
+            row.problem = f"skipped: {problem}"
+            rows.append(row)
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        try:
+            if key == "click":
+                row.times = _run_clicks(store_url, repeat)
+            elif key == "million":
+                spec = MILLION_QUICK if ctx.quick else MILLION
+                if store_url.startswith("sqlite"):  # next to the large store
+                    folder = Path(sa.make_url(store_url).database or ".").parent
+                    url = f"sqlite:///{folder / f'large-{spec.key}.sqlite'}"
+                else:
+                    url = sa.make_url(store_url).set(database="licusage_bench_1m")
+                    url = url.render_as_string(hide_password=False)
+                store = prepare(url, spec, progress=sys.stderr.isatty())
+                row.times = _run_clicks(store.url, repeat)
+            else:
+                gigabytes, row.problem = _memory(store_url)
+                row.times = [gigabytes]
+        except Exception as error:  # report, and go on with the other cases
+            row.problem = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        rows.append(row)
+    return rows

@@ -1,0 +1,235 @@
+"""The Audit tab: who logged out whom, when, why, and which licenses that freed.
+
+Filterable by a date range (days in the viewer's time zone) and by actor; the CSV download
+holds every event of the filtered trail, not only the visible page. The view reads through
+:func:`licusage.queries.audit_log` and :func:`licusage.queries.audit_actors` only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+from sqlalchemy.engine import Engine
+
+from .. import clock, queries
+from ..errors import LicusageError, StoreUnavailable
+from .format import local_zone
+
+log = logging.getLogger(__name__)
+
+ALL_ACTORS = "All actors"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_DAYS = 30
+COLUMNS = ["When", "Actor", "Action", "User", "Session", "Reason", "Licenses freed", "Details"]
+PAGE_SIZE = 25
+
+
+def _zone(zone: tzinfo | None) -> tzinfo:
+    """`zone`, else the server's own."""
+    if zone is not None:
+        return zone
+    own = datetime.now().astimezone().tzinfo
+    assert own is not None
+    return own
+
+
+def describe_detail(action: str, detail: str | None) -> tuple[str, str]:
+    """(licenses freed, other details) of an event's JSON detail, as short text.
+
+    ``{"licenses": {"Case Management": "Concurrent User"}}`` gives
+    ``("Case Management: Concurrent User", "")``; a refused logout names the role and sessions.
+    """
+    if not detail:
+        return "", ""
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return "", str(detail)
+    if not isinstance(data, dict):
+        return "", str(data)
+    licenses = data.pop("licenses", None)
+    freed = (
+        ", ".join(f"{product}: {kind}" for product, kind in sorted(licenses.items()))
+        if isinstance(licenses, dict)
+        else ""
+    )
+    if action == "end_session" and isinstance(licenses, dict) and not licenses:
+        freed = "none held"
+    ids = data.pop("session_ids", None)
+    parts = [f"{key}: {value}" for key, value in sorted(data.items())]
+    if isinstance(ids, list):
+        shown = ", ".join(map(str, ids[:10])) + (
+            f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        )
+        parts.append(f"sessions: {shown}")
+    return freed, "; ".join(parts)
+
+
+def trail_frame(events: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
+    """The table's frame from :func:`licusage.queries.audit_log`'s, times in `zone` (else the
+    server's), one row per event, newest first."""
+    target = _zone(zone)
+    described = [
+        describe_detail(str(action), detail)
+        for action, detail in zip(events["action"], events["detail"], strict=True)
+    ]
+    when = events["at"].dt.tz_convert(target).dt.tz_localize(None).dt.strftime(TIME_FORMAT)
+    return pd.DataFrame(
+        {
+            "When": when.astype(object).to_numpy(),
+            "Actor": events["actor"].astype(object).to_numpy(),
+            "Action": events["action"].astype(object).to_numpy(),
+            "User": events["user"].fillna("").astype(object).to_numpy(),
+            "Session": events["session_id"].astype("Int64").astype(object).fillna("").to_numpy(),
+            "Reason": events["reason"].fillna("").astype(object).to_numpy(),
+            "Licenses freed": [freed for freed, _ in described],
+            "Details": [details for _, details in described],
+        },
+        columns=COLUMNS,
+    )
+
+
+def day_bounds(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the days `first` to `last` (inclusive) in `zone`."""
+    target = _zone(zone)
+    if last < first:
+        first, last = last, first
+    start = datetime.combine(first, time(0), tzinfo=target)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=target)
+    return clock.to_utc(start), clock.to_utc(end)
+
+
+class AuditView(Viewer):
+    """The audit trail of one store, filterable by date range and actor, exportable to CSV."""
+
+    first_day = param.Date(doc="First day shown (in the viewer's time zone).")
+    last_day = param.Date(doc="Last day shown, inclusive.")
+    actor = param.String(default="", doc="Only events of this actor (exact name); empty for all.")
+    trail = param.DataFrame(doc="The filtered trail as the table shows it, newest first.")
+    last_error = param.String(default="", doc="The last failure shown to the user.")
+
+    def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
+        today = clock.now().astimezone(_zone(zone)).date()
+        params.setdefault("last_day", today)
+        params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
+        super().__init__(**params)
+        self.engine = engine
+        self.zone = zone
+        self._loaded = False
+        self.dates = pn.widgets.DateRangePicker(
+            label="Dates", value=(self.first_day, self.last_day), width=240
+        )
+        self.actor_select = pn.widgets.Select(
+            label="Actor", options={ALL_ACTORS: ""}, value=self.actor, width=220
+        )
+        self.refresh_button = pn.widgets.Button(label="Refresh", color="primary", width=100)
+        self.summary = pn.pane.Markdown("", margin=(5, 10))
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=COLUMNS),
+            pagination="remote",
+            page_size=PAGE_SIZE,
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            layout="fit_data_stretch",
+            height=760,
+        )
+        self.download = pn.widgets.FileDownload(
+            callback=self.csv, filename="audit.csv", label="Download CSV", disabled=True
+        )
+        self.dates.param.watch(self._dates_changed, "value")
+        self.actor_select.param.watch(lambda e: setattr(self, "actor", e.new or ""), "value")
+        self.refresh_button.on_click(self._refresh_clicked)
+        self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "actor"])
+        self._layout = pn.Column(
+            pn.FlexBox(
+                self.dates,
+                self.actor_select,
+                self.refresh_button,
+                align_items="flex-end",
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(self.summary, pn.HSpacer(), self.download, sizing_mode="stretch_width"),
+            self.table,
+            sizing_mode="stretch_width",
+        )
+        browser = pn.state.browser_info
+        if zone is None and browser is not None:
+            self.zone = local_zone(browser.timezone)
+            browser.param.watch(self._zone_changed, "timezone")
+
+    def _refresh_clicked(self, _event: Any = None) -> None:
+        self.refresh()
+
+    def _dates_changed(self, event: param.parameterized.Event) -> None:
+        if event.new:
+            first, last = event.new
+            self.param.update(first_day=first, last_day=last)
+
+    def _zone_changed(self, event: param.parameterized.Event) -> None:
+        self.zone = local_zone(event.new)
+        if self._loaded:
+            self.refresh()
+
+    def notify(self, level: str, message: str) -> None:
+        if level == "error":
+            self.last_error = message
+        notifications = pn.state.notifications
+        if notifications is not None:
+            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
+
+    def refresh(self) -> bool:
+        """Read the trail for the current filters; False (and a notification) on failure."""
+        self._loaded = True
+        start, end = day_bounds(self.first_day, self.last_day, self.zone)
+        try:
+            events = queries.audit_log(self.engine, start=start, end=end, actor=self.actor or None)
+            actors = queries.audit_actors(self.engine)
+        except StoreUnavailable as error:
+            self.notify("error", f"Audit: the database is unavailable ({error})")
+            return False
+        except LicusageError as error:
+            self.notify("error", f"Audit: {error}")
+            return False
+        self.last_error = ""
+        self.trail = trail_frame(events, self.zone)
+        options = {ALL_ACTORS: "", **{name: name for name in actors}}
+        if self.actor and self.actor not in options.values():
+            options[self.actor] = self.actor
+        self.actor_select.options = options
+        self.table.value = self.trail
+        self.download.disabled = False
+        self.download.filename = f"audit_{self.first_day:%Y%m%d}-{self.last_day:%Y%m%d}.csv"
+        count = len(self.trail)
+        who = f" by {self.actor}" if self.actor else ""
+        self.summary.object = (
+            f"**{count:,}** audit event{'' if count == 1 else 's'}{who}, "
+            f"{self.first_day:%Y-%m-%d} to {self.last_day:%Y-%m-%d}"
+        )
+        return True
+
+    def csv(self) -> io.StringIO:
+        """The whole filtered trail (every page) as CSV."""
+        out = io.StringIO()
+        if self.trail is not None:
+            self.trail.to_csv(out, index=False)
+        out.seek(0)
+        return out
+
+    @param.depends()  # evaluated once, when first drawn; Refresh (or a filter) reads again
+    def _shown(self) -> pn.viewable.Viewable:
+        self.refresh()
+        return self._layout
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        # read the trail when a browser first draws the view (its tab opened), not when the
+        # page is built: the trail is then current, and pages that never open it cost nothing
+        return pn.param.ParamMethod(self._shown, lazy=True, sizing_mode="stretch_width")

@@ -1,0 +1,95 @@
+"""Turning query results into what the results table shows: local dates, short durations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+BASE_HEADERS = {
+    "user": "User",
+    "host": "Host",
+    "started_at": "Started",
+    "last_activity": "Last Activity",
+    "idle": "Idle",
+}
+
+# Idle is sent as whole seconds (so it sorts as a number) and drawn as "2h 05m" in the browser
+IDLE_TEMPLATE = (
+    "<% var s = Math.max(0, Math.floor(value)); var d = Math.floor(s / 86400); "
+    "var h = Math.floor((s % 86400) / 3600); var m = Math.floor((s % 3600) / 60); "
+    "var p = function (n) { return (n < 10 ? '0' : '') + n; }; %>"
+    "<%= d > 0 ? d + 'd ' + p(h) + 'h' : (h > 0 ? h + 'h ' + p(m) + 'm' : m + 'm') %>"
+)
+
+
+def format_duration(value: timedelta | pd.Timedelta | float | None) -> str:
+    """A short duration: ``45m``, ``2h 05m``, ``3d 04h`` (seconds below a minute count as 0m)."""
+    if value is None or (not isinstance(value, timedelta) and pd.isna(value)):
+        return ""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m"
+
+
+def local_zone(name: str | None) -> tzinfo | None:
+    """The zone named by the browser (e.g. ``Europe/Paris``), or None for the server's own."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _local_text(values: pd.Series, zone: tzinfo | None) -> pd.Series:
+    """Aware UTC timestamps as ``YYYY-MM-DD HH:MM`` in `zone` (default: the server's zone)."""
+    target = zone if zone is not None else _server_zone()
+    local = values.dt.tz_convert(target).dt.tz_localize(None).to_numpy("datetime64[m]")
+    if not len(local):
+        return pd.Series([], index=values.index, dtype=object)
+    text = np.char.replace(np.datetime_as_string(local, unit="m"), "T", " ")
+    return pd.Series(np.where(np.isnat(local), "", text), index=values.index, dtype=object)
+
+
+def _server_zone() -> tzinfo:
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
+
+
+def display_frame(usage: pd.DataFrame, products: list[str], zone: tzinfo | None) -> pd.DataFrame:
+    """The results table's frame from :func:`licusage.queries.session_usage`'s.
+
+    Index ``Session`` (the session id); columns ``User``, ``Host``, ``Started``,
+    ``Last Activity`` (local time text that sorts), ``Idle`` (whole seconds), one per product.
+    """
+    frame = pd.DataFrame(
+        {
+            "User": usage["user"].astype(object).to_numpy(),
+            "Host": usage["host"].fillna("").astype(object).to_numpy(),
+            "Started": _local_text(usage["started_at"], zone).to_numpy(),
+            "Last Activity": _local_text(usage["last_activity"], zone).to_numpy(),
+            "Idle": (usage["idle"].dt.total_seconds().fillna(0).astype("int64")).to_numpy(),
+        },
+        index=pd.Index(usage["session_id"].to_numpy(), name="Session"),
+    )
+    for product in products:
+        frame[product] = usage[product].fillna("").astype(object).to_numpy()
+    return frame
+
+
+def export_frame(display: pd.DataFrame) -> pd.DataFrame:
+    """What the CSV download holds: the table's columns with Idle written as ``2h 05m``."""
+    out = display.copy()
+    out["Idle"] = [format_duration(float(s)) for s in out["Idle"]]
+    return out.reset_index()

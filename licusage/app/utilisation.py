@@ -1,0 +1,275 @@
+"""The Utilisation tab: seats in use against seats owned per pool, peaks, and the weekly rhythm.
+
+For a chosen range of days (in the viewer's time zone) and resolution it shows the concurrency
+of every pool against its seats (:func:`licusage.analytics.concurrency`: the exact maximum of
+distinct users per bucket), the peaks table (:func:`licusage.analytics.peaks`) and an
+hour-of-week heat map of one pool (:func:`licusage.analytics.hour_of_week`, hours in UTC). The
+view calls :mod:`licusage.analytics` only: no SQL here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # registers the backend the plot options are for
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+from sqlalchemy.engine import Engine
+
+from .. import analytics, clock
+from ..errors import LicusageError, StoreUnavailable
+from .format import local_zone
+
+DEFAULT_DAYS = 7
+RESOLUTIONS = {"15 minutes": "15min", "Hourly": "1h", "Daily": "1D"}
+PEAK_HEADERS = {
+    "pool": "Pool",
+    "seats": "Seats",
+    "peak": "Peak in use",
+    "peak_at": "Peak at",
+    "p95": "95th percentile",
+    "p99": "99th percentile",
+    "share_near_full": "Time at ≥90% of seats",
+}
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _zone(zone: tzinfo | None) -> tzinfo:
+    if zone is not None:
+        return zone
+    own = datetime.now().astimezone().tzinfo
+    assert own is not None
+    return own
+
+
+def day_window(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the days `first` to `last` (inclusive, either order) in `zone`."""
+    target = _zone(zone)
+    if last < first:
+        first, last = last, first
+    start = datetime.combine(first, time(0), tzinfo=target)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=target)
+    return clock.to_utc(start), clock.to_utc(end)
+
+
+def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
+    """The peaks table as shown: one row per pool, times in `zone`, shares in percent."""
+    target = _zone(zone)
+    peak_at = peaks["peak_at"].dt.tz_convert(target).dt.strftime(TIME_FORMAT)
+    frame = pd.DataFrame(
+        {
+            "pool": [
+                analytics.pool_label(p, t)
+                for p, t in zip(peaks["product"], peaks["license_type"], strict=True)
+            ],
+            "seats": peaks["seats"].to_numpy(),
+            "peak": peaks["peak"].to_numpy(),
+            "peak_at": peak_at.fillna("").astype(object).to_numpy(),
+            "p95": peaks["p95"].to_numpy(),
+            "p99": peaks["p99"].to_numpy(),
+            "share_near_full": (100 * peaks["share_near_full"]).round(1).to_numpy(),
+        }
+    )
+    return frame.rename(columns=PEAK_HEADERS)
+
+
+def concurrency_plot(
+    concurrency: pd.DataFrame, seats: dict[tuple[str, str], int], zone: tzinfo | None
+) -> hv.Layout | hv.Overlay:
+    """One small plot per pool: the peak in use per bucket (a step line) under its seats (red)."""
+    target = _zone(zone)
+    local = pd.DatetimeIndex(concurrency.index).tz_convert(target).tz_localize(None)
+    plots = []
+    for column in concurrency.columns:
+        pool = (str(column[0]), str(column[1]))
+        label = analytics.pool_label(*pool)
+        frame = pd.DataFrame({"time": local, "in use": concurrency[pool].to_numpy()})
+        curve = hv.Curve(frame, "time", "in use", label="in use").opts(
+            interpolation="steps-post", color="#1f77b4", tools=["hover"]
+        )
+        owned = hv.HLine(seats.get(pool, 0), label="seats").opts(color="red", line_dash="dashed")
+        plots.append(
+            (curve * owned).opts(
+                title=label, width=460, height=200, xlabel="", ylabel="seats", show_legend=False
+            )
+        )
+    if not plots:
+        return hv.Overlay([hv.Curve([])])
+    return hv.Layout(plots).cols(2).opts(shared_axes=False)
+
+
+def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
+    """Mean in use of `pool` by weekday (rows, Monday on top) and hour of day (UTC)."""
+    if pool is None:
+        rows = week.iloc[0:0]
+    else:
+        rows = week[(week["product"] == pool[0]) & (week["license_type"] == pool[1])]
+    data = pd.DataFrame(
+        {
+            "hour": rows["hour"].to_numpy(),
+            "day": rows["day"].to_numpy(),
+            "mean": rows["mean"].round(2).to_numpy(),
+            "peak": rows["peak"].to_numpy(),
+        }
+    )
+    title = "Mean seats in use by weekday and hour (UTC)"
+    if pool is not None:
+        title = f"{analytics.pool_label(*pool)}: {title[0].lower()}{title[1:]}"
+    return hv.HeatMap(data, ["hour", "day"], ["mean", "peak"]).opts(
+        cmap="Blues",
+        colorbar=True,
+        width=920,
+        height=280,
+        tools=["hover"],
+        title=title,
+        xlabel="hour of day (UTC)",
+        ylabel="",
+        invert_yaxis=True,
+    )
+
+
+class UtilisationView(Viewer):
+    """Seat utilisation of one store over a range of days: concurrency, peaks, heat map."""
+
+    first_day = param.Date(doc="First day shown (in the viewer's time zone).")
+    last_day = param.Date(doc="Last day shown, inclusive.")
+    freq = param.Selector(  # type: ignore[var-annotated]
+        default="1h", objects=list(RESOLUTIONS.values()), doc="Bucket length of the plots."
+    )
+    pool = param.String(
+        default="", doc="The pool of the heat map, as 'Product / License type'; empty: the first."
+    )
+    concurrency = param.DataFrame(doc="analytics.concurrency of the window, as plotted.")
+    peaks = param.DataFrame(doc="analytics.peaks of the window.")
+    week = param.DataFrame(doc="analytics.hour_of_week of the window.")
+    last_error = param.String(default="", doc="The last failure shown to the user.")
+
+    def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
+        today = clock.now().astimezone(_zone(zone)).date()
+        params.setdefault("last_day", today)
+        params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
+        super().__init__(**params)
+        self.engine = engine
+        self.zone = zone
+        self._seats: dict[tuple[str, str], int] = {}
+        self._pools: dict[str, tuple[str, str]] = {}
+        self.dates = pn.widgets.DateRangePicker(
+            label="Dates", value=(self.first_day, self.last_day), width=240
+        )
+        self.resolution = pn.widgets.Select(
+            label="Resolution", options=RESOLUTIONS, value=self.freq, width=140
+        )
+        self.pool_select = pn.widgets.Select(label="Heat map pool", options=[], width=320)
+        self.refresh_button = pn.widgets.Button(label="Refresh", color="primary", width=100)
+        self.summary = pn.pane.Markdown("", margin=(5, 10))
+        self.plot = pn.pane.HoloViews(hv.Overlay([hv.Curve([])]), sizing_mode="stretch_width")
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=list(PEAK_HEADERS.values())),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            layout="fit_data_stretch",
+        )
+        self.heat = pn.pane.HoloViews(heat_map(pd.DataFrame(columns=_WEEK_COLUMNS), None))
+        self.dates.param.watch(self._dates_changed, "value")
+        self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
+        self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
+        self.refresh_button.on_click(self._refresh_clicked)
+        self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "freq"])
+        self.param.watch(lambda *_e: self._draw_heat_map(), ["pool"])
+        self._layout = pn.Column(
+            pn.FlexBox(
+                self.dates,
+                self.resolution,
+                self.refresh_button,
+                align_items="flex-end",
+                sizing_mode="stretch_width",
+            ),
+            self.summary,
+            pn.pane.Markdown("### Seats in use against seats owned"),
+            self.plot,
+            pn.pane.Markdown("### Peaks"),
+            self.table,
+            pn.pane.Markdown("### Hour of week"),
+            self.pool_select,
+            self.heat,
+            sizing_mode="stretch_width",
+        )
+        browser = pn.state.browser_info
+        if zone is None and browser is not None:
+            self.zone = local_zone(browser.timezone)
+
+    def _refresh_clicked(self, _event: Any = None) -> None:
+        self.refresh()
+
+    def _dates_changed(self, event: param.parameterized.Event) -> None:
+        if event.new:
+            first, last = event.new
+            self.param.update(first_day=first, last_day=last)
+
+    def notify(self, level: str, message: str) -> None:
+        if level == "error":
+            self.last_error = message
+        notifications = pn.state.notifications
+        if notifications is not None:
+            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
+
+    def refresh(self) -> bool:
+        """Read the window's analytics and redraw; False (and a notification) on failure."""
+        start, end = day_window(self.first_day, self.last_day, self.zone)
+        try:
+            concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
+            peaks = analytics.peaks(self.engine, start, end)
+            week = analytics.hour_of_week(self.engine, start, end)
+        except StoreUnavailable as error:
+            self.notify("error", f"Utilisation: the database is unavailable ({error})")
+            return False
+        except LicusageError as error:
+            self.notify("error", f"Utilisation: {error}")
+            return False
+        self.last_error = ""
+        self._seats = {
+            (p, t): int(s)
+            for p, t, s in zip(peaks["product"], peaks["license_type"], peaks["seats"], strict=True)
+        }
+        self._pools = {
+            analytics.pool_label(str(c[0]), str(c[1])): (str(c[0]), str(c[1]))
+            for c in concurrency.columns
+        }
+        self.param.update(concurrency=concurrency, peaks=peaks, week=week)
+        self.plot.object = concurrency_plot(concurrency, self._seats, self.zone)
+        self.table.value = peaks_table(peaks, self.zone)
+        labels = list(self._pools)
+        self.pool_select.options = labels
+        if self.pool not in self._pools:
+            self.pool = labels[0] if labels else ""
+        self._draw_heat_map()
+        first, last = sorted((self.first_day, self.last_day))
+        full = int((peaks["peak"] >= peaks["seats"]).sum()) if len(peaks) else 0
+        self.summary.object = (
+            f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: **{full}** of {len(peaks)} pools reached "
+            "their seat count."
+        )
+        return True
+
+    def _draw_heat_map(self) -> None:
+        if self.pool_select.value != self.pool and self.pool in self._pools:
+            self.pool_select.value = self.pool
+        week = self.week if self.week is not None else pd.DataFrame(columns=_WEEK_COLUMNS)
+        self.heat.object = heat_map(week, self._pools.get(self.pool))
+
+    @param.depends()  # evaluated once, when first drawn; Refresh (or a filter) reads again
+    def _shown(self) -> pn.viewable.Viewable:
+        self.refresh()
+        return self._layout
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        # compute when a browser first opens the tab, not when the page is built
+        return pn.param.ParamMethod(self._shown, lazy=True, sizing_mode="stretch_width")
+
+
+_WEEK_COLUMNS = ["product", "license_type", "weekday", "day", "hour", "mean", "peak"]

@@ -1,0 +1,191 @@
+"""``licusage serve`` (the dashboard) and ``licusage users add|remove|list`` (sign-in accounts)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+
+from . import accounts, db
+from .actions import ROLES
+from .cli import DurationType, db_option, fail, render_table, store_url
+from .policy import start_reaper
+from .server import ServeOptions, check_options
+from .server import serve as serve_app
+
+
+@click.command()
+@db_option
+@click.option("--port", type=click.IntRange(0, 65535), default=5006, show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Not loopback? Then sign-in (--auth) is required unless "
+    "--allow-unauthenticated-remote.",
+)
+@click.option("--demo", is_flag=True, help="Fill an empty store with demo data first.")
+@click.option(
+    "--num-procs",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Server processes (0: one per CPU); they share the store.",
+)
+@click.option("--auth", is_flag=True, help="Require sign-in with the accounts of 'licusage users'.")
+@click.option(
+    "--cookie-secret",
+    metavar="SECRET",
+    envvar="LICUSAGE_COOKIE_SECRET",
+    help="Signs the sign-in cookies; default: $LICUSAGE_COOKIE_SECRET, else random per start "
+    "(everyone signs in again after a restart).",
+)
+@click.option(
+    "--allow-unauthenticated-remote",
+    is_flag=True,
+    help="Serve a non-loopback address without sign-in: anyone who can reach it acts as admin.",
+)
+@click.option(
+    "--allow-websocket-origin",
+    "websocket_origin",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Host names browsers use to reach the server (default: any, off loopback).",
+)
+@click.option(
+    "--reap-every",
+    type=DurationType(minimum=timedelta(seconds=1)),
+    metavar="DURATION",
+    help="Run the idle policy in the server this often (e.g. 5m): end sessions idle past "
+    "--idle-over or their pool's own idle limit, audited as idle_timeout.",
+)
+@click.option(
+    "--idle-over",
+    type=DurationType(minimum=timedelta(seconds=1)),
+    metavar="DURATION",
+    help="With --reap-every: the idle limit of sessions whose pools have none (e.g. 8h).",
+)
+def serve(
+    db_url: str | None,
+    port: int,
+    address: str,
+    demo: bool,
+    num_procs: int,
+    auth: bool,
+    cookie_secret: str | None,
+    allow_unauthenticated_remote: bool,
+    websocket_origin: tuple[str, ...],
+    reap_every: timedelta | None,
+    idle_over: timedelta | None,
+) -> None:
+    """Serve the Session License Usage dashboard (Ctrl-C stops it).
+
+    On 127.0.0.1 (the default) you act as admin without signing in. With --auth everyone
+    signs in with an account of 'licusage users'.
+
+    \b
+    Examples:
+      licusage serve --demo
+      licusage serve --db postgresql://licusage@db/licusage --address 0.0.0.0 --auth
+    """
+    options = ServeOptions(
+        url=store_url(db_url),
+        port=port,
+        address=address,
+        demo=demo,
+        auth=auth,
+        cookie_secret=cookie_secret,
+        num_procs=num_procs,
+        allow_unauthenticated_remote=allow_unauthenticated_remote,
+        websocket_origin=websocket_origin,
+    )
+    check_options(options)
+    if idle_over is not None and reap_every is None:
+        fail("--idle-over needs --reap-every (how often to apply it)")
+    where = "localhost" if address in ("127.0.0.1", "::1") else address
+    click.echo(f"Serving Session License Usage at http://{where}:{port}/", err=True)
+    if reap_every is not None:  # in this (parent) process: once per host, even with --num-procs
+        start_reaper(options.url, reap_every, idle_over)
+    serve_app(options)
+
+
+@click.group()
+def users() -> None:
+    """Manage the dashboard's sign-in accounts (used with 'licusage serve --auth').
+
+    \b
+    Example:
+      licusage users add alice --role admin
+      licusage users list
+    """
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="admin may log out.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (scripts).")
+@click.option("--replace", is_flag=True, help="Change the password and role of an existing one.")
+@db_option
+def add(name: str, role: str, password_stdin: bool, replace: bool, db_url: str | None) -> None:
+    """Add a sign-in account; the password is prompted (stored as a salted bcrypt hash).
+
+    \b
+    Example:
+      licusage users add alice --role admin
+      printf '%s\\n' "$PASSWORD" | licusage users add bob --role viewer --password-stdin
+    """
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    engine = db.connect(store_url(db_url))
+    try:
+        accounts.add_account(engine, name, password, role, replace=replace)
+    finally:
+        engine.dispose()
+    click.echo(f"Account {name.strip()} ({role}) saved.")
+
+
+@users.command("remove")
+@click.argument("name")
+@db_option
+def remove(name: str, db_url: str | None) -> None:
+    """Remove a sign-in account: it can no longer sign in or open the dashboard.
+
+    \b
+    Example:
+      licusage users remove bob
+    """
+    engine = db.connect(store_url(db_url))
+    try:
+        removed = accounts.remove_account(engine, name)
+    finally:
+        engine.dispose()
+    if not removed:
+        fail(f"no account named {name!r}")
+    click.echo(f"Account {name.strip()} removed.")
+
+
+@users.command("list")
+@db_option
+def list_(db_url: str | None) -> None:
+    """List the sign-in accounts and their roles (never passwords).
+
+    \b
+    Example:
+      licusage users list
+    """
+    engine = db.connect(store_url(db_url))
+    try:
+        frame = accounts.list_accounts(engine)
+    finally:
+        engine.dispose()
+    if frame.empty:
+        click.echo("No accounts (add one: licusage users add NAME --role admin).")
+        return
+    rows = [
+        [str(r["user"]), str(r["role"]), r["created_at"].strftime("%Y-%m-%d %H:%M UTC")]
+        for r in frame.to_dict("records")
+    ]
+    click.echo(render_table(["User", "Role", "Created"], rows))

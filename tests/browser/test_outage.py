@@ -1,0 +1,188 @@
+"""Outage: the store's PostgreSQL goes down while the dashboard is open, then comes back.
+
+The test starts a private PostgreSQL cluster (``initdb`` + ``pg_ctl`` on a free port, in a temp
+directory owned by the ``postgres`` OS user: initdb refuses to run as root), serves the
+dashboard on it, stops the cluster, and checks that the page shows a clear notification, that
+the CLI exits 2 with one line, and that Run works again once the cluster is back, without
+restarting the app.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from licusage import catalog, db, sessions
+from tests.browser.conftest import ROOT, free_port, seed_store, wait_for_dashboard
+from tests.helpers import require
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser_outage")]
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "postgres"
+
+
+@dataclass
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster in `directory`, listening on 127.0.0.1:`port`."""
+
+    directory: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_postgres(self, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["runuser", "-u", PG_USER, "--", *command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def init(self) -> None:
+        self._as_postgres(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        status = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                PG_USER,
+                "--",
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "status",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        return status.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    require((PG_BIN / "initdb").exists(), f"PostgreSQL server binaries not found in {PG_BIN}")
+    require(shutil.which("runuser") is not None, "runuser is not available")
+    try:
+        owner = pwd.getpwnam(PG_USER)
+    except KeyError:
+        require(False, f"no {PG_USER} OS user to run initdb as")
+        raise
+    directory = Path(tempfile.mkdtemp(prefix="licusage-pg-"))
+    os.chown(directory, owner.pw_uid, owner.pw_gid)
+    cluster = PrivatePostgres(directory, free_port())
+    try:
+        cluster.init()
+        cluster.start()
+        admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql("CREATE DATABASE licusage")
+        admin.dispose()
+        yield cluster
+    finally:
+        if cluster.running():
+            cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def expect():
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "licusage", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_dashboard_survives_a_database_outage(private_pg, server_factory, browser_page):
+    url = private_pg.url("licusage")
+    seed_store(url)
+    server = server_factory(url)  # loopback, no sign-in: the local user acts as admin
+    page = browser_page()
+    page.goto(server.url)
+    wait_for_dashboard(page)
+    count_line = re.compile(r"^7 sessions of \d+ distinct users")
+
+    page.get_by_role("button", name="Run").click()
+    expect()(page.get_by_text(count_line)).to_be_visible()
+    expect()(page.locator(".tabulator-row")).to_have_count(7)
+
+    private_pg.stop()
+    page.get_by_role("button", name="Run").click()
+    error = page.locator(".notyf__toast--error", has_text="database is unavailable")
+    expect()(error.first).to_be_visible()
+    assert "Traceback" not in page.content()
+    for args in (["sessions", "--db", url], ["db", "current", "--db", url]):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+
+    private_pg.start()  # the same app process: no restart
+    engine = db.connect(url)
+    try:  # a change made while the page was cut off: the next Run must show it
+        sessions.login(engine, "frank.back", {"Case Management": catalog.CONCURRENT_USER})
+    finally:
+        engine.dispose()
+    page.get_by_role("button", name="Run").click()
+    expect()(page.get_by_text(re.compile(r"^8 sessions of \d+ distinct users"))).to_be_visible()
+    expect()(page.locator(".tabulator-row")).to_have_count(8)
+    expect()(page.locator(".tabulator-row", has_text="frank.back")).to_have_count(1)
+    assert server.process.poll() is None
+    result = cli("sessions", "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert "frank.back" in result.stdout

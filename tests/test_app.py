@@ -1,0 +1,318 @@
+"""The dashboard's view classes in process (no browser): filters, seats, selection, logout."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from licusage import catalog, db, queries, sessions
+from licusage.actions import ADMIN, VIEWER
+from licusage.app import format as fmt
+from licusage.app.explorer import SessionExplorer
+from licusage.app.identity import Identity, anonymous_identity, mapped_role
+from licusage.app.main import SessionsTab
+from licusage.errors import InvalidInput
+from licusage.server import ServeOptions, check_options
+from tests.browser.conftest import free_port
+
+CM, RO = "Case Management", "Reports Only"
+ME = "ada.admin"
+
+
+def seed(engine, frozen) -> dict[str, int]:
+    """Six sessions: user -> session id."""
+    catalog.add_pool(engine, CM, catalog.NAMED_USER, 2)
+    catalog.add_pool(engine, CM, catalog.CONCURRENT_USER, 4)
+    catalog.add_pool(engine, RO, catalog.CONCURRENT_USER, 3)
+    catalog.assign_named(engine, CM, "alice.named")
+    logins = [
+        ("alice.named", {CM: catalog.NAMED_USER}),
+        ("alice.floating", {CM: catalog.CONCURRENT_USER, RO: catalog.CONCURRENT_USER}),
+        ("bob.o'brien", {CM: catalog.CONCURRENT_USER}),
+        ("carol.100%", {RO: catalog.CONCURRENT_USER}),
+        ("erin.smith", {CM: catalog.CONCURRENT_USER}),
+        (ME, {CM: catalog.CONCURRENT_USER}),
+    ]
+    ids = {}
+    for user, licenses in logins:
+        ids[user] = sessions.login(engine, user, licenses, host=f"ws-{user[:3]}").session_id
+        frozen.advance(minutes=65)
+    return ids
+
+
+class Notes(list):
+    def __call__(self, level: str, message: str) -> None:
+        self.append((level, message))
+
+    def errors(self) -> list[str]:
+        return [m for level, m in self if level == "error"]
+
+
+@pytest.fixture
+def notes() -> Notes:
+    return Notes()
+
+
+@pytest.fixture
+def ids(sqlite_engine, frozen):
+    return seed(sqlite_engine, frozen)
+
+
+def make_tab(engine, notes, role=ADMIN, user=ME) -> SessionsTab:
+    explorer = SessionExplorer(engine, Identity(user, role, signed_in=False), notify=notes)
+    tab = SessionsTab(explorer)
+    tab.__panel__().get_root()  # render the Bokeh models, as a served page does (the dialog needs them)
+    return tab
+
+
+def users_in(tab: SessionsTab) -> list[str]:
+    return sorted(tab.results.table.value["User"])
+
+
+def test_options_follow_the_catalogue(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    assert tab.options.user_input.label == "User"
+    assert tab.options.idle_select.label == "Idle over"
+    assert tab.options.run_button.label == "Run"
+    inputs = tab.options.product_inputs
+    assert list(inputs) == [CM, RO]
+    assert inputs[CM].label == CM
+    assert inputs[CM].options == [catalog.NAMED_USER, catalog.CONCURRENT_USER]
+    assert inputs[RO].options == [catalog.CONCURRENT_USER]
+
+
+def test_run_with_user_and_license_type(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.options.user_input.value_input = "ALICE"
+    tab.options.product_inputs[CM].value = [catalog.NAMED_USER]
+    asyncio.run(tab.options._run())
+    assert users_in(tab) == ["alice.named"]
+    table = tab.results.table.value
+    assert list(table.columns) == ["User", "Host", "Started", "Last Activity", "Idle", CM, RO]
+    assert table.loc[ids["alice.named"], CM] == catalog.NAMED_USER
+    assert table.loc[ids["alice.named"], RO] == ""
+    assert tab.results.summary.object == "1 sessions of 1 distinct users"
+    assert tab.results.table.pagination == "remote"
+    assert notes.errors() == []
+
+
+def test_idle_filter(sqlite_engine, ids, notes, frozen):
+    tab = make_tab(sqlite_engine, notes)
+    tab.options.idle_select.value = "4 h"  # logins 65 min apart, the last 65 min ago
+    tab.explorer.run()
+    assert users_in(tab) == ["alice.floating", "alice.named", "bob.o'brien"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'\"; DROP TABLE sessions; --", []),
+        ("%", ["carol.100%"]),
+        ("_", []),
+        ("\\", []),
+        ("x" * 100_000, []),
+        ("  bob.o'brien  ", ["bob.o'brien"]),
+    ],
+    ids=["quotes", "percent", "underscore", "backslash", "very-long", "spaces"],
+)
+def test_bad_user_input_is_just_a_filter(sqlite_engine, ids, notes, text, expected):
+    tab = make_tab(sqlite_engine, notes)
+    tab.options.user_input.value = text
+    assert tab.explorer.run() is True
+    assert users_in(tab) == expected
+    assert notes.errors() == []
+
+
+def test_seat_gauges_show_use_and_filter_on_click(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    buttons = tab.seats.buttons
+    assert set(buttons) == {
+        (CM, catalog.NAMED_USER),
+        (CM, catalog.CONCURRENT_USER),
+        (RO, catalog.CONCURRENT_USER),
+    }
+    pools = tab.explorer.pools.set_index(["product", "license_type"])
+    assert pools.loc[(CM, catalog.CONCURRENT_USER), "in_use"] == 4
+    assert SeatsLevel.of(4, 4) == "danger" and SeatsLevel.of(1, 4) == "success"
+    buttons[(RO, catalog.CONCURRENT_USER)].clicks += 1
+    assert users_in(tab) == ["alice.floating", "carol.100%"]
+    assert tab.options.product_inputs[RO].value == [catalog.CONCURRENT_USER]
+
+
+class SeatsLevel:
+    @staticmethod
+    def of(in_use: int, seats: int) -> str:
+        from licusage.app.views import SeatsView
+
+        return SeatsView.level(in_use, seats)
+
+
+def test_logout_button_needs_selection_and_admin(sqlite_engine, ids, notes):
+    admin = make_tab(sqlite_engine, notes)
+    admin.explorer.run()
+    assert admin.results.logout_button.disabled
+    admin.results.table.selection = [0, 1]
+    assert len(admin.explorer.selected_ids) == 2
+    assert not admin.results.logout_button.disabled
+    viewer = make_tab(sqlite_engine, notes, role=VIEWER, user="vic")
+    viewer.explorer.run()
+    viewer.results.table.selection = [0]
+    assert viewer.results.logout_button.disabled
+
+
+def test_select_all_matching_spans_pages(sqlite_engine, ids, notes, monkeypatch):
+    tab = make_tab(sqlite_engine, notes)
+    tab.results.table.page_size = 2
+    tab.explorer.run()
+    assert tab.results.select_all_button.label == "Select all 6 matching"
+    tab.results.select_all_button.clicks += 1
+    assert sorted(tab.explorer.selected_ids) == sorted(ids.values())
+    assert tab.results.selection_text.object == "**All 6 matching sessions selected**"
+    tab.results.clear_button.clicks += 1
+    assert tab.explorer.selected_ids == [] and tab.results.logout_button.disabled
+
+
+def test_logout_dialog_then_logout(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    in_use_before = tab.explorer.pools.set_index(["product", "license_type"])["in_use"]
+    tab.explorer.select([ids["bob.o'brien"], ids["erin.smith"]])
+    tab.results.logout_button.clicks += 1
+    dialog = tab.dialog
+    assert dialog.modal.open
+    text = dialog.message.object
+    assert "Log out 2 sessions of 2 users (bob.o'brien, erin.smith)?" in text
+    assert f"{CM} · {catalog.CONCURRENT_USER}: 2" in text
+    dialog.logout_button.clicks += 1
+    assert not dialog.modal.open
+    assert "bob.o'brien" not in users_in(tab) and "erin.smith" not in users_in(tab)
+    ended = queries.sessions_by_id(sqlite_engine, [ids["bob.o'brien"], ids["erin.smith"]])
+    assert set(ended["ended_by"]) == {ME}
+    in_use = tab.explorer.pools.set_index(["product", "license_type"])["in_use"]
+    assert in_use[(CM, catalog.CONCURRENT_USER)] == in_use_before[(CM, catalog.CONCURRENT_USER)] - 2
+    assert ("success", "Logged out 2 sessions.") in notes
+    audit = queries.audit_log(sqlite_engine, actor=ME)
+    assert set(audit["session_id"]) == {ids["bob.o'brien"], ids["erin.smith"]}
+
+
+def test_cancel_changes_nothing(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    tab.explorer.select([ids["carol.100%"]])
+    tab.results.logout_button.clicks += 1
+    tab.dialog.cancel_button.clicks += 1
+    assert not tab.dialog.modal.open
+    assert "carol.100%" in users_in(tab)
+    assert len(queries.session_usage(sqlite_engine)) == len(ids)
+    assert queries.audit_log(sqlite_engine).empty
+
+
+def test_admin_spares_own_session_and_reports_already_ended(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    sessions.end(sqlite_engine, ids["alice.named"])  # ended elsewhere after the Run
+    tab.explorer.select([ids[ME], ids["alice.named"], ids["carol.100%"]])
+    preview = tab.explorer.preview_logout()
+    assert preview.spared == (ids[ME],)
+    assert ME not in preview.users
+    result = tab.explorer.logout(preview.session_ids)
+    assert result.logged_out == (ids["carol.100%"],)
+    assert result.already_ended == (ids["alice.named"],)
+    assert ME in users_in(tab) and "alice.named" not in users_in(tab)
+    message = notes[-1][1]
+    assert "1 had already ended" in message
+
+
+def test_viewer_forced_logout_is_refused_and_audited(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes, role=VIEWER, user="vic")
+    tab.explorer.run()
+    tab.explorer.select([ids["carol.100%"]])
+    tab.results.logout_button.disabled = False  # what a tampered browser can do
+    tab.results.logout_button.clicks += 1
+    assert any("may not log sessions out" in m for m in notes.errors())
+    assert "carol.100%" in set(queries.session_usage(sqlite_engine)["user"])
+    audit = queries.audit_log(sqlite_engine, actor="vic")
+    assert list(audit["action"]) == ["logout_refused"]
+
+
+def test_csv_holds_the_whole_result(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.results.table.page_size = 2
+    tab.explorer.run()
+    frame = pd.read_csv(io.StringIO(tab.results._csv().read()))
+    assert len(frame) == len(ids)
+    assert list(frame.columns[:6]) == [
+        "Session",
+        "User",
+        "Host",
+        "Started",
+        "Last Activity",
+        "Idle",
+    ]
+    assert frame.loc[frame["User"] == ME, "Idle"].item() == "1h 05m"
+
+
+def test_unreachable_database_then_recovery(tmp_path, sqlite_url, frozen, notes):
+    down = db.create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+    tab = make_tab(down, notes)
+    assert tab.explorer.run() is False
+    assert notes.errors() and "database is unavailable" in notes.errors()[-1]
+    # a store whose file appears later (a mounted volume coming back): the same page recovers
+    missing = tmp_path / "later" / "store.sqlite"
+    later = db.create_engine(f"sqlite:///{missing}")
+    tab = make_tab(later, notes)
+    assert tab.explorer.run() is False
+    engine = db.connect(sqlite_url)
+    seed(engine, frozen)
+    engine.dispose()
+    missing.parent.mkdir()
+    shutil.copy(sqlite_url.removeprefix("sqlite:///"), missing)
+    assert tab.explorer.run() is True
+    assert len(users_in(tab)) == 6
+    assert list(tab.options.product_inputs) == [CM, RO]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0m"), (59, "0m"), (61, "1m"), (7500, "2h 05m"), (86_400 + 4 * 3600, "1d 04h")],
+)
+def test_format_duration(seconds, text):
+    assert fmt.format_duration(timedelta(seconds=seconds)) == text
+    assert fmt.format_duration(float(seconds)) == text
+
+
+def test_identity_rules():
+    assert anonymous_identity("127.0.0.1", allow_remote=False).role == ADMIN
+    assert anonymous_identity("::1", allow_remote=False).role == ADMIN
+    assert anonymous_identity("10.1.2.3", allow_remote=False).role == VIEWER
+    assert anonymous_identity("10.1.2.3", allow_remote=True).role == ADMIN
+    env = {"LICUSAGE_ADMIN_USERS": "ann, bo", "LICUSAGE_ADMIN_GROUPS": "license-admins"}
+    assert mapped_role("bo", None, env) == ADMIN
+    assert mapped_role("cy", {"groups": ["staff", "license-admins"]}, env) == ADMIN
+    assert mapped_role("cy", {"groups": ["staff"]}, env) == VIEWER
+    assert mapped_role("cy", None, {"LICUSAGE_DEFAULT_ROLE": "root"}) == VIEWER
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ServeOptions(address="0.0.0.0"),
+        ServeOptions(address="192.168.1.5"),
+        ServeOptions(port=70_000),
+    ],
+)
+def test_unsafe_serve_options_are_refused(options):
+    with pytest.raises(InvalidInput):
+        check_options(options)
+
+
+def test_safe_serve_options():
+    check_options(ServeOptions())
+    check_options(ServeOptions(address="0.0.0.0", auth=True))
+    check_options(ServeOptions(address="0.0.0.0", allow_unauthenticated_remote=True))

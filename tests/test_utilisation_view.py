@@ -1,0 +1,138 @@
+"""The Utilisation tab (licusage.app.utilisation), driven in-process without a browser."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import pytest
+
+from licusage import catalog, db, sessions
+from licusage.app.utilisation import (
+    PEAK_HEADERS,
+    RESOLUTIONS,
+    UtilisationView,
+    day_window,
+)
+
+CM, RO = "Case Management", "Reports Only"
+CU = catalog.CONCURRENT_USER
+DAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture
+def store(engine, frozen):
+    """Case Management (2 seats): alice 09:00-11:00 and bob 10:00-10:30 on Monday 2 March;
+    Reports Only (5 seats): carol 14:00-15:00 on Tuesday."""
+    frozen.set(DAY - timedelta(days=30))
+    catalog.add_pool(engine, CM, CU, 2)
+    catalog.add_pool(engine, RO, CU, 5)
+    for user, product, start, hours in [
+        ("alice", CM, DAY + timedelta(hours=9), 2),
+        ("bob", CM, DAY + timedelta(hours=10), 0.5),
+        ("carol", RO, DAY + timedelta(days=1, hours=14), 1),
+    ]:
+        result = sessions.login(engine, user, {product: CU}, at=start)
+        sessions.end(engine, result.session_id, at=start + timedelta(hours=hours))
+    frozen.set(DAY + timedelta(days=5))
+    return engine
+
+
+def _view(engine, **params) -> UtilisationView:
+    params.setdefault("first_day", date(2026, 3, 2))
+    params.setdefault("last_day", date(2026, 3, 3))
+    view = UtilisationView(engine, zone=UTC, **params)
+    assert view.refresh(), view.last_error
+    return view
+
+
+def test_window_is_whole_days_in_the_viewers_zone():
+    paris = pytest.importorskip("zoneinfo").ZoneInfo("Europe/Paris")
+    start, end = day_window(date(2026, 3, 3), date(2026, 3, 2), paris)
+    assert start == datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+    assert end == datetime(2026, 3, 3, 23, 0, tzinfo=UTC)
+
+
+def test_concurrency_plot_per_pool_against_seats(store):
+    view = _view(store)
+    assert view.concurrency.shape == (48, 2)  # two days, hourly
+    cm = view.concurrency[(CM, CU)]
+    assert cm[pd.Timestamp("2026-03-02 10:00", tz="UTC")] == 2
+    assert cm[pd.Timestamp("2026-03-02 09:00", tz="UTC")] == 1
+    layout = view.plot.object
+    assert isinstance(layout, hv.Layout)
+    overlays = list(layout)
+    assert [o.opts.get().kwargs["title"] for o in overlays] == [
+        f"{CM} / {CU}",
+        f"{RO} / {CU}",
+    ]
+    curve, seats = overlays[0].Curve.In_use, overlays[0].HLine.Seats
+    assert curve.dimension_values("in use").max() == 2
+    assert seats.data == 2
+    assert overlays[1].HLine.Seats.data == 5
+
+
+def test_peaks_table(store):
+    view = _view(store)
+    table = view.table.value
+    assert list(table.columns) == list(PEAK_HEADERS.values())
+    cm = table.set_index("Pool").loc[f"{CM} / {CU}"]
+    assert cm["Seats"] == 2
+    assert cm["Peak in use"] == 2
+    assert cm["Peak at"] == "2026-03-02 10:00"
+    # 30 minutes of 48 hours at 2 seats
+    assert cm["Time at ≥90% of seats"] == pytest.approx(round(100 * 0.5 / 48, 1))
+    assert "**1** of 2 pools reached their seat count" in view.summary.object
+
+
+def test_heat_map_follows_the_chosen_pool(store):
+    view = _view(store)
+    assert view.pool_select.options == [f"{CM} / {CU}", f"{RO} / {CU}"]
+    assert view.pool == f"{CM} / {CU}"
+    data = view.heat.object.data
+    monday_ten = data[(data["day"] == "Mon") & (data["hour"] == 10)]
+    assert monday_ten["mean"].tolist() == [1.5]
+    assert monday_ten["peak"].tolist() == [2]
+    view.pool_select.value = f"{RO} / {CU}"
+    assert view.pool == f"{RO} / {CU}"
+    data = view.heat.object.data
+    assert data.set_index(["day", "hour"]).loc[("Tue", 14), "mean"] == 1.0
+    assert RO in view.heat.object.opts.get().kwargs["title"]
+
+
+def test_changing_the_window_or_resolution_reloads(store):
+    view = _view(store)
+    view.resolution.value = RESOLUTIONS["Daily"]
+    assert view.freq == "1D"
+    assert list(view.concurrency[(CM, CU)]) == [2, 0]
+    view.dates.value = (date(2026, 3, 3), date(2026, 3, 3))
+    assert view.first_day == date(2026, 3, 3)
+    assert list(view.concurrency[(CM, CU)]) == [0]
+    assert list(view.concurrency[(RO, CU)]) == [1]
+
+
+def test_an_unreachable_store_is_reported_not_raised(frozen, tmp_path):
+    engine = db.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    view = UtilisationView(engine, zone=UTC)
+    assert view.refresh() is False
+    assert "database is unavailable" in view.last_error
+    engine.dispose()
+
+
+def test_the_view_renders_lazily(store):
+    view = UtilisationView(store, zone=UTC, first_day=date(2026, 3, 2), last_day=date(2026, 3, 3))
+    assert view.concurrency is None  # nothing read until a browser draws it
+    model = pn.panel(view).get_root()
+    assert model is not None
+
+
+def test_the_dashboard_has_a_utilisation_tab(store):
+    from licusage.app.main import create_app
+
+    template = create_app(store)
+    tabs = template.main[0]
+    assert "Utilisation" in tabs._names
+    shown = tabs[tabs._names.index("Utilisation")]  # the view's lazy pane
+    assert isinstance(shown.object.__self__, UtilisationView)
