@@ -118,7 +118,9 @@ def _tree_rss(pid: int) -> int:
 
 
 def _open_dashboard(browser: Any, url: str) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    """A fresh browser session (its own context: cookies, Bokeh document) on the dashboard."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
     page.goto(url)
     page.get_by_role("button", name="Run").wait_for(timeout=120_000)
     page.wait_for_function(
@@ -159,7 +161,7 @@ def _run_clicks(store_url: str, repeat: int) -> list[float]:
         for _ in range(repeat):
             page = _open_dashboard(browser, url)
             seconds.append(_click_run(page))
-            page.close()
+            page.context.close()
     return seconds
 
 
@@ -174,7 +176,7 @@ def _memory(store_url: str) -> tuple[float, str | None]:
         time.sleep(1.0)
         rss = _tree_rss(process.pid)
         for page in pages:
-            page.close()
+            page.context.close()
     return rss / 1e9, None
 
 

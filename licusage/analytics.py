@@ -23,7 +23,9 @@ summed cumulatively into a step function of in-use per pool, and reduced per buc
 
 from __future__ import annotations
 
+import functools
 import heapq
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +33,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
 from . import clock
@@ -52,6 +55,8 @@ __all__ = [
     "top_users",
     "unused_named_seats",
 ]
+
+log = logging.getLogger(__name__)
 
 HOUR_NS = 3_600_000_000_000
 SECOND_NS = 1_000_000_000
@@ -153,24 +158,28 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
     columns: list[list] | None = None
     if is_sqlite(conn):
         sub = query.subquery()
-        packed = conn.execute(
-            sa.select(
-                sa.func.count(),
-                *[
-                    sa.func.group_concat(
-                        sa.func.coalesce(
-                            sa.cast(column, sa.Text), "NaT" if kind == "time" else NULL_TEXT
-                        ),
-                        UNIT_SEPARATOR,
-                    )
-                    for column, kind in zip(sub.c, kinds.values(), strict=True)
-                ],
-            )
-        ).one()
-        count, texts = packed[0], packed[1:]
-        split = [[] if text is None else text.split(UNIT_SEPARATOR) for text in texts]
-        if all(len(values) == count for values in split):
-            columns = split
+        packed_query = sa.select(
+            sa.func.count(),
+            *[
+                sa.func.group_concat(
+                    sa.func.coalesce(
+                        sa.cast(column, sa.Text), "NaT" if kind == "time" else NULL_TEXT
+                    ),
+                    UNIT_SEPARATOR,
+                )
+                for column, kind in zip(sub.c, kinds.values(), strict=True)
+            ],
+        )
+        try:
+            packed = conn.execute(packed_query).one()
+        except (exc.DataError, exc.OperationalError) as error:  # e.g. over the string limit
+            conn.rollback()
+            log.info("fetching row by row: %s", error)
+        else:
+            count, texts = packed[0], packed[1:]
+            split = [[] if text is None else text.split(UNIT_SEPARATOR) for text in texts]
+            if all(len(values) == count for values in split):
+                columns = split
     if columns is None:
         rows = conn.execute(query).all()
         columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in kinds]
@@ -737,14 +746,21 @@ class _Demand:
     user: Array  # user codes
     counted: Array  # bool: inside the window (else carried in, always admitted)
     load: Array  # most users the whole demand has at once in the request's busy period
-    guess: Array  # users of the other requests running when it arrives (-1: a reuse)
     recorded_denials: int
     users: int
+    width: int  # a power of two above every user code
+    limit: Array  # per request: (arrival + 1) * width, in time units since the first arrival
+    entry: Array  # per request: release * width + user
     memo: dict[int, int] = field(default_factory=dict)  # seats -> refused
 
     @property
     def requests(self) -> int:
         return int(self.counted.sum())
+
+    @functools.cached_property
+    def guess(self) -> Array:
+        """Per request, the users of the other requests running when it arrives (-1: a reuse)."""
+        return _arrival_guess(self.user, self.arrive, self.leave)
 
     def denied(self, seats: int) -> int:
         """Requests a pool of `seats` seats refuses, first come first served.
@@ -758,29 +774,34 @@ class _Demand:
         if seats in self.memo:
             return self.memo[seats]
         contended = np.flatnonzero(self.load > seats)
-        heap: list[tuple[int, int]] = []
-        holding: dict[int, int] = {}  # user -> when their seat is released
+        # heap entries are single integers, release * width + user: they order by release time
+        # (then user), compare fast, and an entry released by `arrive` is one below its limit
+        width = self.width
+        mask = width - 1
+        heap: list[int] = []
+        holding: dict[int, int] = {}  # user -> their latest entry (when their seat is freed)
         pop, push = heapq.heappop, heapq.heappush
         refused = 0
-        for arrive, leave, user, counted in zip(
-            self.arrive[contended].tolist(),
-            self.leave[contended].tolist(),
+        for limit, entry, user, counted in zip(
+            self.limit[contended].tolist(),
+            self.entry[contended].tolist(),
             self.user[contended].tolist(),
             self.counted[contended].tolist(),
             strict=True,
         ):
-            while heap and heap[0][0] <= arrive:
-                released, who = pop(heap)
+            while heap and heap[0] < limit:
+                released = pop(heap)
+                who = released & mask
                 if holding.get(who) == released:
                     del holding[who]
             until = holding.get(user)
             if until is not None:
-                if leave > until:
-                    holding[user] = leave
-                    push(heap, (leave, user))
+                if entry > until:
+                    holding[user] = entry
+                    push(heap, entry)
             elif len(holding) < seats or not counted:
-                holding[user] = leave
-                push(heap, (leave, user))
+                holding[user] = entry
+                push(heap, entry)
             else:
                 refused += 1
         self.memo[seats] = refused
@@ -846,7 +867,11 @@ def _demands(conn: Connection, window: _Window, catalog: Catalog) -> dict[int, _
     length = closed["e"] - closed["s"]
     overall = float(length.median()) if len(closed) else FALLBACK_REQUEST_NS
     per_pool = length.groupby(closed["pool_id"]).median()
-    typical = {pool.id: max(int(per_pool.get(pool.id, overall)), 1) for pool in catalog.pools}
+    # whole microseconds, as the store keeps them
+    typical = {
+        pool.id: max(int(per_pool.get(pool.id, overall)) // 1000 * 1000, 1000)
+        for pool in catalog.pools
+    }
     recorded = _load_denials(conn, window.start, window.end, window)
     # codes in name order, so that simultaneous requests are taken by user name
     codes = pd.factorize(
@@ -864,6 +889,7 @@ def _demands(conn: Connection, window: _Window, catalog: Catalog) -> dict[int, _
         user = np.r_[hold_users[in_holds], denial_users[in_denials]]
         arrival = np.lexsort((user, s))
         s, e, user = s[arrival], e[arrival], user[arrival]
+        width, limit, entry = _encode(s, e, user)
         demands[pool.id] = _Demand(
             pool=pool,
             arrive=s,
@@ -871,11 +897,28 @@ def _demands(conn: Connection, window: _Window, catalog: Catalog) -> dict[int, _
             user=user,
             counted=s >= window.start,
             load=_period_load(user, s, e),
-            guess=_arrival_guess(user, s, e),
             recorded_denials=len(at),
             users=len(np.unique(user[s >= window.start])),
+            width=width,
+            limit=limit,
+            entry=entry,
         )
     return demands
+
+
+def _encode(s: Array, e: Array, user: Array) -> tuple[int, Array, Array]:
+    """The replay's integer heap keys: ``(width, (arrival + 1) * width, release * width + user)``
+    with times counted from the first arrival, in microseconds when every time allows it (the
+    store keeps microseconds). Python integers when int64 would overflow."""
+    width = 1 << max(int(user.max(initial=0)).bit_length(), 1)
+    if not len(s):
+        return width, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    base = int(s.min())
+    unit = 1000 if not ((s - base) % 1000).any() and not ((e - base) % 1000).any() else 1
+    arrive, leave = (s - base) // unit, (e - base) // unit
+    if (int(leave.max()) + 2) * width >= 2**63:
+        arrive, leave, user = arrive.astype(object), leave.astype(object), user.astype(object)
+    return width, (arrive + 1) * width, leave * width + user
 
 
 def _period_load(user: Array, s: Array, e: Array) -> Array:

@@ -178,6 +178,16 @@ def _sqlite_writer_lock(engine: Engine) -> AbstractContextManager[object]:
         return _WRITER_LOCKS.setdefault(key, threading.RLock())
 
 
+def _forget_writer_locks() -> None:
+    """In a forked child (``--num-procs``): locks held by the parent's threads are not ours."""
+    global _WRITER_LOCKS_GUARD
+    _WRITER_LOCKS_GUARD = threading.Lock()
+    _WRITER_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_writer_locks)
+
+
 def store_operation(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a lost or unreachable database into :class:`StoreUnavailable`."""
 

@@ -7,7 +7,8 @@ module only runs them periodically, either
 * as a job: ``licusage reap --idle-over 8h`` from cron or a systemd timer, or
 * inside the server: ``licusage serve --reap-every 5m --idle-over 8h`` starts an
   :class:`IdleReaper` thread in the serving process (with ``--num-procs`` it runs once, in the
-  parent process, which outlives the forked workers).
+  parent process, which outlives the forked workers). It reaps one period after the start and
+  then every period, opening the store only for the reap.
 
 Several reapers on one store (several hosts) are safe: each session is ended, and audited with
 reason ``idle_timeout``, by exactly one of them (the UPDATE that ends it checks it is still
@@ -20,8 +21,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy.engine import Engine
 
 from . import clock
 from . import db as store
@@ -52,8 +51,8 @@ class IdlePolicy:
 
 
 def next_run(last_started: datetime | None, every: timedelta, now: datetime) -> datetime:
-    """When the next reap is due: now for the first, else one period after the last started
-    (never in the past: a reap that overran is followed at once, not by a burst)."""
+    """When the next reap is due: one period after the last one started (or now, if none has),
+    never in the past: a reap that overran is followed at once, not by a burst."""
     if last_started is None:
         return now
     return max(last_started + every, now)
@@ -73,18 +72,25 @@ class IdleReaper(threading.Thread):
         self.ended = 0
         self.last_error: str | None = None
         self._stop_event = threading.Event()
-        self._engine: Engine | None = None
 
     def run_once(self) -> ReapResult | None:
-        """One reap now; the result, or None when the store could not be used."""
+        """One reap now; the result, or None when the store could not be used.
+
+        Opens the store for the reap and closes it afterwards: no connection stays open between
+        reaps (and none is inherited when ``--num-procs`` forks the server).
+        """
         try:
-            if self._engine is None:
-                self._engine = store.connect(self.url)
-            result = reap_idle(self._engine, self.policy.idle_over, actor=self.policy.actor)
+            engine = store.connect(self.url)
         except LicusageError as error:
-            self.last_error = str(error)
-            log.warning("idle policy: %s; trying again in %s", error, self.policy.every)
+            self._failed(error)
             return None
+        try:
+            result = reap_idle(engine, self.policy.idle_over, actor=self.policy.actor)
+        except LicusageError as error:
+            self._failed(error)
+            return None
+        finally:
+            engine.dispose()
         self.runs += 1
         self.ended += len(result.logged_out)
         self.last_error = None
@@ -92,19 +98,24 @@ class IdleReaper(threading.Thread):
             log.info("idle policy ended %d idle sessions", len(result.logged_out))
         return result
 
+    def _failed(self, error: LicusageError) -> None:
+        self.last_error = str(error)
+        log.warning("idle policy: %s; trying again in %s", error, self.policy.every)
+
     def run(self) -> None:
-        last: datetime | None = None
-        try:
-            while not self._stop_event.is_set():
-                now = clock.now()
-                due = next_run(last, self.policy.every, now)
-                if due > now and self._stop_event.wait((due - now).total_seconds()):
-                    break
-                last = clock.now()
+        """Reap one period after starting, then every period, until :meth:`stop`."""
+        last = clock.now()
+        while not self._stop_event.is_set():
+            now = clock.now()
+            due = next_run(last, self.policy.every, now)
+            if due > now and self._stop_event.wait((due - now).total_seconds()):
+                break
+            last = clock.now()
+            try:
                 self.run_once()
-        finally:
-            if self._engine is not None:
-                self._engine.dispose()
+            except Exception as error:  # keep the policy running; the next period retries
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("idle policy: unexpected error")
 
     def stop(self, timeout: float | None = 10) -> None:
         """Ask the thread to stop after the current reap, and wait for it."""

@@ -155,7 +155,10 @@ def usage_frame(rows: Sequence[Any], catalog: Catalog, now: datetime) -> pd.Data
     """Build session_usage's DataFrame from rows of :func:`_usage_select`."""
     product_names = list(catalog.products)
     raw_columns = BASE_COLUMNS[:5] + [f"p{i}" for i in range(len(product_names))]
-    frame = pd.DataFrame.from_records(rows, columns=raw_columns, coerce_float=False)
+    # plain tuples: pandas probes each SQLAlchemy Row with hasattr(), which costs an exception
+    # per row (4x the time of the whole conversion at 100k rows)
+    records = [tuple(row) for row in rows]
+    frame = pd.DataFrame.from_records(records, columns=raw_columns, coerce_float=False)
     convert = _timestamps if len(frame) else _empty_timestamps
     frame["session_id"] = frame["session_id"].astype("int64")
     frame["user"] = frame["user"].astype("string")
@@ -325,12 +328,18 @@ def audit_log(
         a.c.origin,
         a.c.detail,
     ).order_by(a.c.at.desc(), a.c.id.desc())
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidInput(f"{name} must be a datetime, not {value!r}")
+    if actor is not None and not isinstance(actor, str):
+        raise InvalidInput(f"actor must be text, not {actor!r}")
     if start is not None:
         query = query.where(a.c.at >= clock.to_db(start))
     if end is not None:
         query = query.where(a.c.at < clock.to_db(end))
     if actor:
-        query = query.where(a.c.actor == actor)
+        # no stored actor contains NUL (and PostgreSQL refuses it as a parameter)
+        query = query.where(a.c.actor == actor if "\x00" not in actor else sa.false())
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:

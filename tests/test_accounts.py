@@ -86,7 +86,8 @@ def test_users_commands(sqlite_url):
     assert add.exit_code == 0, add.output
     listed = runner.invoke(main, ["users", "list", "--db", sqlite_url])
     assert listed.exit_code == 0
-    assert "alice" in listed.output and "admin" in listed.output
+    assert "alice" in listed.output
+    assert "admin" in listed.output
     assert "good password" not in listed.output
     prompted = runner.invoke(
         main,

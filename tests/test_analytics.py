@@ -410,3 +410,47 @@ def test_replay_rejects_bad_input(store):
 
 def test_pool_label():
     assert analytics.pool_label(CM, CU) == "Case Management / Concurrent User"
+
+
+# ------------------------------------------------------------------------------ fetching rows
+
+
+def test_odd_user_names_survive_the_fast_fetch(engine, frozen):
+    frozen.set(DAY)
+    catalog.add_pool(engine, CM, CU, 5)
+    odd = "odd\x1fname,with;separators"
+    for user in (odd, "plain"):
+        result = sessions.login(engine, user, {CM: CU}, at=at("08:00"))
+        sessions.end(engine, result.session_id, at=at("09:00"))
+    frozen.set(NOW)
+    frame = analytics.top_users(engine, at("08:00"), at("10:00"))
+    assert sorted(frame["user"]) == sorted([odd, "plain"])
+    assert column(analytics.concurrency(engine, at("08:00"), at("10:00")), P) == [2, 0]
+
+
+def test_sqlite_string_limit_falls_back_to_rows(sqlite_engine, frozen, caplog):
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from licusage import db
+
+    frozen.set(DAY)
+    catalog.add_pool(sqlite_engine, CM, CU, 5)
+    for user in ("ann", "ben"):
+        result = sessions.login(sqlite_engine, user, {CM: CU}, at=at("08:00"))
+        sessions.end(sqlite_engine, result.session_id, at=at("09:30"))
+    frozen.set(NOW)
+    limited = db.create_engine(sqlite_engine.url.render_as_string(hide_password=False))
+
+    @event.listens_for(limited, "connect")
+    def _small_strings(dbapi_conn, _record) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 40)  # no room for two packed times
+
+    caplog.set_level("INFO", logger="licusage.analytics")
+    try:
+        frame = analytics.concurrency(limited, at("08:00"), at("10:00"))
+    finally:
+        limited.dispose()
+    assert column(frame, P) == [2, 2]
+    assert "fetching row by row" in caplog.text

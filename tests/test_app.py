@@ -17,7 +17,7 @@ from licusage.app.explorer import SessionExplorer
 from licusage.app.identity import Identity, anonymous_identity, mapped_role
 from licusage.app.main import SessionsTab
 from licusage.errors import InvalidInput
-from licusage.server import ServeOptions, check_options
+from licusage.server import ServeOptions, check_options, fill_demo
 from tests.browser.conftest import free_port
 
 CM, RO = "Case Management", "Reports Only"
@@ -139,7 +139,8 @@ def test_seat_gauges_show_use_and_filter_on_click(sqlite_engine, ids, notes):
     }
     pools = tab.explorer.pools.set_index(["product", "license_type"])
     assert pools.loc[(CM, catalog.CONCURRENT_USER), "in_use"] == 4
-    assert SeatsLevel.of(4, 4) == "danger" and SeatsLevel.of(1, 4) == "success"
+    assert SeatsLevel.of(4, 4) == "danger"
+    assert SeatsLevel.of(1, 4) == "success"
     buttons[(RO, catalog.CONCURRENT_USER)].clicks += 1
     assert users_in(tab) == ["alice.floating", "carol.100%"]
     assert tab.options.product_inputs[RO].value == [catalog.CONCURRENT_USER]
@@ -175,7 +176,8 @@ def test_select_all_matching_spans_pages(sqlite_engine, ids, notes, monkeypatch)
     assert sorted(tab.explorer.selected_ids) == sorted(ids.values())
     assert tab.results.selection_text.object == "**All 6 matching sessions selected**"
     tab.results.clear_button.clicks += 1
-    assert tab.explorer.selected_ids == [] and tab.results.logout_button.disabled
+    assert tab.explorer.selected_ids == []
+    assert tab.results.logout_button.disabled
 
 
 def test_logout_dialog_then_logout(sqlite_engine, ids, notes):
@@ -191,7 +193,8 @@ def test_logout_dialog_then_logout(sqlite_engine, ids, notes):
     assert f"{CM} · {catalog.CONCURRENT_USER}: 2" in text
     dialog.logout_button.clicks += 1
     assert not dialog.modal.open
-    assert "bob.o'brien" not in users_in(tab) and "erin.smith" not in users_in(tab)
+    assert "bob.o'brien" not in users_in(tab)
+    assert "erin.smith" not in users_in(tab)
     ended = queries.sessions_by_id(sqlite_engine, [ids["bob.o'brien"], ids["erin.smith"]])
     assert set(ended["ended_by"]) == {ME}
     in_use = tab.explorer.pools.set_index(["product", "license_type"])["in_use"]
@@ -224,7 +227,8 @@ def test_admin_spares_own_session_and_reports_already_ended(sqlite_engine, ids, 
     result = tab.explorer.logout(preview.session_ids)
     assert result.logged_out == (ids["carol.100%"],)
     assert result.already_ended == (ids["alice.named"],)
-    assert ME in users_in(tab) and "alice.named" not in users_in(tab)
+    assert ME in users_in(tab)
+    assert "alice.named" not in users_in(tab)
     message = notes[-1][1]
     assert "1 had already ended" in message
 
@@ -262,7 +266,8 @@ def test_unreachable_database_then_recovery(tmp_path, sqlite_url, frozen, notes)
     down = db.create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     tab = make_tab(down, notes)
     assert tab.explorer.run() is False
-    assert notes.errors() and "database is unavailable" in notes.errors()[-1]
+    assert notes.errors()
+    assert "database is unavailable" in notes.errors()[-1]
     # a store whose file appears later (a mounted volume coming back): the same page recovers
     missing = tmp_path / "later" / "store.sqlite"
     later = db.create_engine(f"sqlite:///{missing}")
@@ -316,3 +321,15 @@ def test_safe_serve_options():
     check_options(ServeOptions())
     check_options(ServeOptions(address="0.0.0.0", auth=True))
     check_options(ServeOptions(address="0.0.0.0", allow_unauthenticated_remote=True))
+
+
+def test_demo_fills_only_an_empty_store(sqlite_url):
+    assert fill_demo(sqlite_url) is True
+    engine = db.connect(sqlite_url)
+    try:
+        count = len(queries.session_usage(engine))
+        assert count > 0
+        assert fill_demo(sqlite_url) is False  # a store with sessions is left as it is
+        assert len(queries.session_usage(engine)) == count
+    finally:
+        engine.dispose()

@@ -11,6 +11,8 @@ Each test prints its figures (run with ``-s`` to see them).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -100,6 +102,7 @@ def engines(store_url) -> Iterator[list[Engine]]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pg_contention")  # 66 connections: never next to the other one
 def test_seats_under_contention(engines, store_url):
     setup, clients = engines[0], engines[1:]
     pool_id = catalog.add_pool(setup, PRODUCT, CONCURRENT_USER, SEATS)
@@ -214,6 +217,7 @@ def _login_worker(url: str, worker: int, rounds: int, barrier: Any, results: Any
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pg_contention")
 def test_seats_under_contention_across_processes(engine, store_url):
     """64 logins per round from 4 processes x 16 threads: on SQLite, writers of different
     processes meet SQLite's own lock (not the in-process one), and still no error escapes."""
@@ -434,3 +438,47 @@ def test_failure_in_the_middle_of_a_bulk_logout_changes_nothing(engine, fault):
     result = actions.logout_sessions(engine, ids, actor="admin")  # the store is still usable
     assert result.logged_out == tuple(ids)
     assert _count(engine, audit_t) == len(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_server_process_does_not_inherit_a_held_writer_lock(sqlite_url):
+    """``--num-procs`` forks while, say, the in-server reaper may be writing: the child must
+    not inherit the parent's in-process SQLite writer lock (it would wait forever)."""
+    engine = db.connect(sqlite_url)
+    held, release = threading.Event(), threading.Event()
+
+    def parent_writer() -> None:
+        # a writer of the parent caught at fork time between taking the in-process lock and
+        # opening its connection (an open SQLite connection must never cross a fork at all)
+        with db._sqlite_writer_lock(engine):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=parent_writer)
+    thread.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: a new engine, as a forked server process makes
+        code = 1
+        try:
+            child = db.create_engine(sqlite_url)
+            with db.write(child) as conn:
+                conn.exec_driver_sql("SELECT 1")
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()  # the parent's SQLite transaction ends; the child's can begin
+    thread.join()
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child waited forever for the parent's writer lock")
+    assert os.waitstatus_to_exitcode(status) == 0
+    engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -421,4 +421,23 @@ def test_cli_reap_bad_durations(populated, value):
     result = CliRunner().invoke(main, ["reap", "--db", url, "--idle-over", value])
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
+    _unchanged(populated, before)
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT, ids=range(len(HOSTILE_TEXT)))
+def test_audit_actor_filter_is_exact_and_harmless(populated, text):
+    before = store_checksum(populated)
+    frame = queries.audit_log(populated, actor=text)
+    assert frame.empty or set(frame["actor"]) == {text}
+    assert queries.audit_log(populated, actor="admin")["actor"].tolist() == ["admin"]
+    _unchanged(populated, before)
+
+
+@pytest.mark.parametrize("value", ["2026-03-01", 5, [datetime(2026, 3, 1)], date(2026, 3, 1)])
+def test_audit_dates_of_the_wrong_type(populated, value):
+    before = store_checksum(populated)
+    with pytest.raises(InvalidInput):
+        queries.audit_log(populated, start=value)
+    with pytest.raises(InvalidInput):
+        queries.audit_log(populated, end=value)
     _unchanged(populated, before)

@@ -19,8 +19,9 @@ from panel.config import config
 from panel.io.state import state
 from tornado.web import RequestHandler
 
-from .. import accounts
-from ..errors import StoreUnavailable
+# absolute imports: Bokeh's --auth-module loads this file outside its package
+from licusage import accounts
+from licusage.errors import StoreUnavailable
 
 LOGIN_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -60,7 +61,7 @@ SIGNED_OUT_PAGE = """<!DOCTYPE html>
 
 
 def _engine_for(url: str | None) -> Any:
-    from .main import get_engine
+    from licusage.app.main import get_engine
 
     return get_engine(url)
 

@@ -221,15 +221,25 @@ class SessionExplorer(param.Parameterized):
             self.busy = False
 
     async def run_async(self) -> bool:
-        """:meth:`run` with the query in a worker thread, so the page shows it is loading."""
+        """:meth:`run` with the query in a worker thread, so the page shows it is loading.
+
+        The result is applied in one document update (a Bokeh next-tick callback, under the
+        document lock), so the table, the count line and the seats change together.
+        """
         if not self.products and not self.load_catalog():
             return False
         self.busy = True
+        outcome: tuple[pd.DataFrame, pd.DataFrame] | Exception
         try:
-            try:
-                outcome = await asyncio.to_thread(self._read)
-            except Exception as error:
-                self._report("Run", error)
+            outcome = await asyncio.to_thread(self._read)
+        except Exception as error:
+            outcome = error
+        return await _in_document(lambda: self._finish_run(outcome))
+
+    def _finish_run(self, outcome: tuple[pd.DataFrame, pd.DataFrame] | Exception) -> bool:
+        try:
+            if isinstance(outcome, Exception):
+                self._report("Run", outcome)
                 return False
             return self._apply(outcome)
         finally:
@@ -314,6 +324,25 @@ class SessionExplorer(param.Parameterized):
         self.refresh_pools()
         self.notify("success", logout_message(outcome))
         return outcome
+
+
+async def _in_document(func: Callable[[], T]) -> T:
+    """Run `func` as a callback of the served document (with its lock); directly elsewhere."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return func()
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    def callback() -> None:
+        try:
+            future.set_result(func())
+        except Exception as error:  # pragma: no cover - func reports its own errors
+            future.set_exception(error)
+
+    doc.add_next_tick_callback(callback)
+    return await future
 
 
 def logout_message(result: actions.LogoutResult) -> str:

@@ -77,9 +77,9 @@ def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     return frame.rename(columns=PEAK_HEADERS)
 
 
-def concurrency_plot(
+def concurrency_plots(
     concurrency: pd.DataFrame, seats: dict[tuple[str, str], int], zone: tzinfo | None
-) -> hv.Layout | hv.Overlay:
+) -> list[hv.Overlay]:
     """One small plot per pool: the peak in use per bucket (a step line) under its seats (red)."""
     target = _zone(zone)
     local = pd.DatetimeIndex(concurrency.index).tz_convert(target).tz_localize(None)
@@ -97,9 +97,7 @@ def concurrency_plot(
                 title=label, width=460, height=200, xlabel="", ylabel="seats", show_legend=False
             )
         )
-    if not plots:
-        return hv.Overlay([hv.Curve([])])
-    return hv.Layout(plots).cols(2).opts(shared_axes=False)
+    return plots
 
 
 def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
@@ -166,7 +164,9 @@ class UtilisationView(Viewer):
         self.pool_select = pn.widgets.Select(label="Heat map pool", options=[], width=320)
         self.refresh_button = pn.widgets.Button(label="Refresh", color="primary", width=100)
         self.summary = pn.pane.Markdown("", margin=(5, 10))
-        self.plot = pn.pane.HoloViews(hv.Overlay([hv.Curve([])]), sizing_mode="stretch_width")
+        # one pane per pool (a Bokeh grid of plots collapses inside the stretching layout)
+        self.plots = pn.FlexBox()
+        self._plot_panes: dict[str, pn.pane.HoloViews] = {}
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(PEAK_HEADERS.values())),
             show_index=False,
@@ -191,7 +191,7 @@ class UtilisationView(Viewer):
             ),
             self.summary,
             pn.pane.Markdown("### Seats in use against seats owned"),
-            self.plot,
+            self.plots,
             pn.pane.Markdown("### Peaks"),
             self.table,
             pn.pane.Markdown("### Hour of week"),
@@ -241,7 +241,17 @@ class UtilisationView(Viewer):
             for c in concurrency.columns
         }
         self.param.update(concurrency=concurrency, peaks=peaks, week=week)
-        self.plot.object = concurrency_plot(concurrency, self._seats, self.zone)
+        panes = []
+        for label, plot in zip(
+            self._pools, concurrency_plots(concurrency, self._seats, self.zone), strict=True
+        ):
+            if label in self._plot_panes:  # update in place: replacing drawn panes can blank them
+                self._plot_panes[label].object = plot
+            else:
+                self._plot_panes[label] = pn.pane.HoloViews(plot, linked_axes=False)
+            panes.append(self._plot_panes[label])
+        if list(self.plots) != panes:
+            self.plots[:] = panes
         self.table.value = peaks_table(peaks, self.zone)
         labels = list(self._pools)
         self.pool_select.options = labels
@@ -262,14 +272,15 @@ class UtilisationView(Viewer):
         week = self.week if self.week is not None else pd.DataFrame(columns=_WEEK_COLUMNS)
         self.heat.object = heat_map(week, self._pools.get(self.pool))
 
-    @param.depends()  # evaluated once, when first drawn; Refresh (or a filter) reads again
-    def _shown(self) -> pn.viewable.Viewable:
-        self.refresh()
-        return self._layout
+    def _first_load(self) -> None:
+        if self.concurrency is None:
+            self.refresh()
 
     def __panel__(self) -> pn.viewable.Viewable:
-        # compute when a browser first opens the tab, not when the page is built
-        return pn.param.ParamMethod(self._shown, lazy=True, sizing_mode="stretch_width")
+        # read once the page has loaded (immediately outside a server): plots drawn into an
+        # already laid-out page keep their size, and building the page stays fast
+        pn.state.onload(self._first_load)
+        return self._layout
 
 
 _WEEK_COLUMNS = ["product", "license_type", "weekday", "day", "hour", "mean", "peak"]

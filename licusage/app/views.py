@@ -45,6 +45,9 @@ class OptionsView(Viewer):
         self.user_input.param.watch(self._user_changed, ["value", "value_input"])
         self.idle_select.param.watch(lambda e: setattr(ex, "idle_over", e.new), "value")
         self.run_button.on_click(self._run)
+        # the loading indicator is on Run: toggling the table's own `loading` while its data
+        # changes can leave Tabulator without rows
+        ex.param.watch(lambda e: setattr(self.run_button, "loading", e.new), "busy")
         ex.param.watch(self._build_products, ["products", "product_types"])
         ex.param.watch(self._show_filters, ["license_types", "user", "idle_over"])
         self.code = pn.pane.HTML("", css_classes=["licusage-filter"], margin=(0, 10))
@@ -52,6 +55,7 @@ class OptionsView(Viewer):
         self._show_code()
         self._layout = pn.FlexBox(sizing_mode="stretch_width", align_items="flex-end")
         self._build_products()
+        self._panel = pn.Column(self._layout, self.code, sizing_mode="stretch_width")
 
     def _show_code(self, *_: Any) -> None:
         """Echo the filter the server holds, as the notebook call that gives the same rows."""
@@ -108,7 +112,7 @@ class OptionsView(Viewer):
         await self._ex.run_async()
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._layout, self.code, sizing_mode="stretch_width")
+        return self._panel
 
 
 class SeatsView(Viewer):
@@ -262,6 +266,9 @@ class ResultsView(Viewer):
             sizing_mode="stretch_width",
             layout="fit_data_stretch",
             height=760,
+            # one page is 25 rows: draw them all, rather than only those Tabulator's virtual
+            # renderer sees in its viewport (which can be none while the page is laid out)
+            configuration={"renderVertical": "basic"},
         )
         self.summary = pn.pane.Markdown("Press **Run** to list the active sessions.")
         self.selection_text = pn.pane.Markdown("", margin=(5, 10))
@@ -279,7 +286,6 @@ class ResultsView(Viewer):
         self.logout_button.on_click(self._logout_clicked)
         ex.param.watch(self._show_result, "result")
         ex.param.watch(self._show_selection, ["selected_ids", "all_matching"])
-        ex.param.watch(lambda e: setattr(self.table, "loading", e.new), "busy")
         self._layout = pn.Column(
             pn.Row(
                 self.summary,

@@ -239,3 +239,18 @@ def test_seat_gauge_filters_and_select_all_matching(server, browser_page, store)
     expect()(page.get_by_text(f"All {len(expected)} matching sessions selected")).to_be_visible()
     expect()(page.locator(".tabulator-row.tabulator-selected")).to_have_count(len(expected))
     expect()(page.get_by_role("button", name="Logout Session")).to_be_enabled()
+
+
+def test_sign_in_page_is_local_and_refuses_a_wrong_password(server, browser_page):
+    page = browser_page()
+    page.goto(server.url)
+    page.locator("#username").fill(ADMIN)
+    page.locator("#password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect()(page.get_by_role("alert")).to_have_text("Invalid username or password!")
+    assert page.get_by_role("button", name="Run").count() == 0
+    page.locator("#username").fill(ADMIN)
+    page.locator("#password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    wait_for_dashboard(page)
+    assert browser_page.outside == []

@@ -164,7 +164,11 @@ def test_dashboard_survives_a_database_outage(private_pg, server_factory, browse
     private_pg.stop()
     page.get_by_role("button", name="Run").click()
     error = page.locator(".notyf__toast--error", has_text="database is unavailable")
-    expect()(error.first).to_be_visible()
+    try:
+        expect()(error.first).to_be_visible(timeout=60_000)
+    except AssertionError as failure:
+        shown = page.locator(".notyf__message").all_inner_texts()
+        raise AssertionError(f"{failure}\nshown: {shown}\n{server.log_text()[-2000:]}") from None
     assert "Traceback" not in page.content()
     for args in (["sessions", "--db", url], ["db", "current", "--db", url]):
         result = cli(*args)

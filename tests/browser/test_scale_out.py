@@ -48,6 +48,7 @@ def open_and_run(browser_page, url: str, count: int):
 
 
 def run(page, count: int) -> None:
+    page.bring_to_front()  # several pages are open: act on a visible one
     page.get_by_role("button", name="Run").click()
     line = page.get_by_text(re.compile(rf"^{count} sessions of \d+ distinct users"))
     expect()(line).to_be_visible()
@@ -62,6 +63,7 @@ def row_of(page, user: str):
 
 def log_out(page, user: str) -> None:
     """Select `user`'s row, Logout Session, confirm with Logout; wait until the row is gone."""
+    page.bring_to_front()
     row_of(page, user).locator("input[type=checkbox]").click()
     page.get_by_role("button", name="Logout Session").click()
     expect()(page.get_by_role("dialog")).to_be_visible()
@@ -87,6 +89,7 @@ def test_a_logout_in_one_server_is_seen_by_a_run_in_another(pg_store, server_fac
     expect()(row_of(page_a, "carol.100%")).to_have_count(0)
 
     # the other server's Audit tab shows the logout made through the first one
+    page_b.bring_to_front()
     page_b.locator(".bk-tab", has_text="Audit").click()
     audit_rows = page_b.locator(".tabulator-row", has_text="erin.smith")
     expect()(audit_rows).to_have_count(1)
