@@ -18,7 +18,9 @@ Definitions shared by every function here (see ``docs/analytics.md`` for the lon
 
 The heavy lifting is vectorised numpy/pandas over one query per table (never a Python loop per
 session): intervals are merged per user by sort + running maximum, turned into +1/-1 events,
-summed cumulatively into a step function of in-use per pool, and reduced per bucket.
+summed cumulatively into a step function of in-use per pool, and reduced per bucket. The
+what-if replay, being first come first served, is one tight loop over the requests of a pool
+with an integer heap of seat releases.
 """
 
 from __future__ import annotations

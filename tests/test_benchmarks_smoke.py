@@ -91,7 +91,7 @@ def test_quick_run_executes_the_dashboard_cases(tmp_path):
     require(dashboard.available() is None, f"browser cases unavailable: {dashboard.available()}")
     url = f"sqlite:///{tmp_path / 'bench.sqlite'}"
     results = _bench(tmp_path, "--db", url, "--cases", "dashboard,memory")
-    assert len(results["rows"]) == 3
+    assert len(results["rows"]) == 4
     _check_rows(results, ("dashboard Run", "served app memory"))
 
 

@@ -43,7 +43,12 @@ def open_and_run(browser_page, url: str, count: int):
     page = browser_page()
     page.goto(url)
     wait_for_dashboard(page)
-    run(page, count)
+    try:
+        run(page, count)
+    except AssertionError as failure:  # say so when the page tried to load assets from outside
+        raise AssertionError(
+            f"{failure}\nrequests off loopback: {browser_page.outside[:5]}"
+        ) from None
     return page
 
 
