@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import heapq
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -149,6 +150,23 @@ def _times_ns(values: list | np.ndarray) -> Array:
     return parsed.astype("datetime64[ns]").view(np.int64)
 
 
+def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
+    """A packed integer column (values joined by :data:`UNIT_SEPARATOR`) parsed by
+    :func:`numpy.fromstring`, without splitting it into Python strings. None for other kinds
+    or when the text has another shape (the caller splits it then)."""
+    if text is None or count == 0 or kind != "int":
+        return None
+    if kind == "int":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a malformed value: split instead
+                values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
+        except (ValueError, DeprecationWarning):
+            return None
+        return values if len(values) == count else None
+    return None  # datetimes: splitting and parsing in C is faster than digit arithmetic
+
+
 def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
     """Run `query`; return its columns as numpy arrays by kind: ``"int"`` (int64, no NULLs),
     ``"time"`` (int64 ns, NULL as :data:`NAT`) or ``"text"`` (object).
@@ -157,7 +175,7 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
     there the rows come back as one row of ``group_concat`` strings, split and parsed in C; a
     value containing the separator falls back to the row-wise fetch.
     """
-    columns: list[list] | None = None
+    columns: list[list | Array] | None = None
     if is_sqlite(conn):
         sub = query.subquery()
         packed_query = sa.select(
@@ -179,7 +197,13 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
             log.info("fetching row by row: %s", error)
         else:
             count, texts = packed[0], packed[1:]
-            split = [[] if text is None else text.split(UNIT_SEPARATOR) for text in texts]
+            split: list[list | Array] = []
+            for text, kind in zip(texts, kinds.values(), strict=True):
+                parsed = _parse_packed(text, kind, count)
+                if parsed is not None:
+                    split.append(parsed)
+                else:
+                    split.append([] if text is None else text.split(UNIT_SEPARATOR))
             if all(len(values) == count for values in split):
                 columns = split
     if columns is None:
@@ -187,7 +211,9 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
         columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in kinds]
     out = {}
     for (name, kind), values in zip(kinds.items(), columns, strict=True):
-        if kind == "int":
+        if isinstance(values, np.ndarray) and kind != "text":
+            out[name] = values  # parsed from the packed text already
+        elif kind == "int":
             out[name] = np.array(values, dtype=np.int64)
         elif kind == "time":
             out[name] = _times_ns(values)
@@ -198,16 +224,25 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
     return out
 
 
-def _load_holds(conn: Connection, window: _Window, *, with_sessions: bool = False) -> pd.DataFrame:
-    """Holds that overlap the window: ``pool_id``, ``product_id``, ``user``, ``s``, ``e`` (ns);
-    with `with_sessions` also ``session_id`` and the session's ``last_activity``.
+def _load_holds(
+    conn: Connection, window: _Window, *, with_sessions: bool = False, products: bool = True
+) -> pd.DataFrame:
+    """Holds that overlap the window: ``pool_id``, ``product_id`` (unless not `products`),
+    ``user``, ``s``, ``e`` (ns); with `with_sessions` also ``session_id`` and the session's
+    ``last_activity``.
 
     Open holds end at ``window.until``; holds are not clipped to the window otherwise.
     """
     h = holds_t
     kinds = {"pool_id": "int", "product_id": "int", "user": "text", "s": "time", "e": "time"}
+    if not products:
+        del kinds["product_id"]
     query = sa.select(
-        h.c.pool_id, h.c.product_id, h.c.user_name, h.c.granted_at, h.c.released_at
+        h.c.pool_id,
+        *([h.c.product_id] if products else []),
+        h.c.user_name,
+        h.c.granted_at,
+        h.c.released_at,
     ).where(
         h.c.granted_at < window.db(window.end),
         sa.or_(h.c.released_at.is_(None), h.c.released_at > window.db(window.start)),
@@ -397,7 +432,7 @@ def concurrency(
     lo, hi = _buckets(window, freq)
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        holds = _load_holds(conn, window)
+        holds = _load_holds(conn, window, products=False)
     steps = _pool_steps(holds, catalog.pools)
     data = {pool_id: _bucket_max(ut, level, lo, hi) for pool_id, (ut, level) in steps.items()}
     return _bucket_frame(lo, data, catalog.pools)
@@ -446,7 +481,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
     window = _window(start, end)
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        holds = _load_holds(conn, window)
+        holds = _load_holds(conn, window, products=False)
         births = _pool_births(conn)
     steps = _pool_steps(holds, catalog.pools)
     rows = []
@@ -514,7 +549,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
     window = _window(start, end)
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        holds = _load_holds(conn, window)
+        holds = _load_holds(conn, window, products=False)
         births = _pool_births(conn)
     steps = _pool_steps(holds, catalog.pools)
     parts = []
@@ -817,9 +852,12 @@ class _Demand:
         A model steers it: the vectorised replay in which refused requests keep their seats
         (``guess``) refuses ``model(seats)`` requests, cheap to count for every seat count, an
         upper bound of the real refusals and nearly proportional to them near the answer. The
-        search starts where the model meets the target, rescales the model by the refusals
-        measured, extrapolates the (convex) refusal curve from the passing side to find a
-        failing seat count next to the answer, then closes the bracket by secant steps.
+        search starts where the model meets the target and rescales the model by the refusals
+        measured. With two passes and no fail, it extends their secant to the left (it lands
+        just short of the answer on the convex refusal curve); with two fails and no measured
+        pass, it aims half as far again past their secant's crossing, for a pass near the
+        answer; bracketed, it takes the chord's crossing, rounded down. Each step only chooses
+        the next seat count inside the bracket, so the answer is the same whatever it picks.
         """
         allowed = float(np.floor(max_denial_rate * self.requests + 1e-9))
         ceiling = int(self.load.max(initial=0))  # refuses nobody
@@ -842,29 +880,36 @@ class _Demand:
                 high = candidate
             else:
                 low = candidate
-            passing = sorted(s for s, r in self.memo.items() if r <= allowed and s >= high)
-            if low < 0 and len(passing) >= 2 and self.memo[passing[0]] != self.memo[passing[1]]:
-                # a secant of a convex curve, extended, stays under it: lands just short
+            memo = self.memo
+            passing = sorted(s for s, r in memo.items() if r <= allowed and s >= high)
+            failing = sorted((s for s, r in memo.items() if r > allowed and s <= low), reverse=True)
+            if failing and passing:  # bracketed: the chord crosses right of the convex curve
+                f_low, f_high = memo[low], memo[high]
+                cross = low + (f_low - allowed) / max(f_low - f_high, 1) * (high - low)
+                candidate = int(np.floor(cross))
+            elif len(passing) >= 2 and memo[passing[0]] != memo[passing[1]]:
+                # the secant through the two closest passes, extended left, stays under the
+                # convex curve: it lands just short of the answer, on a failing seat count
                 a, b = passing[0], passing[1]
-                slope = (self.memo[b] - self.memo[a]) / (b - a)
-                candidate = int(np.floor(a + (allowed - self.memo[a]) / slope)) - 1
-            elif low < 0 or (high == ceiling and ceiling not in self.memo):
+                slope = (memo[a] - memo[b]) / (b - a)
+                candidate = int(np.floor(a - (allowed - memo[a]) / slope)) - 1
+            elif len(failing) >= 2 and memo[failing[0]] != memo[failing[1]]:
+                # two fails and no measured pass: the secant of the fails lands short of the
+                # answer (convexity), so aim half as far again past it, for a pass near it
+                a, b = failing[1], failing[0]
+                slope = (memo[a] - memo[b]) / (b - a)
+                candidate = int(np.ceil(b + 1.5 * (memo[b] - allowed) / slope)) + 1
+            else:
                 scale = refused / model(candidate) if model(candidate) else 0.0
                 candidate = model_meets(allowed / scale) if scale > 0 else (low + high) // 2
-                if candidate in self.memo:
+                if candidate in memo:
                     candidate = (low + high) // 2
-            else:  # bracketed: the secant through both ends, then the seat just below a pass
-                f_low, f_high = self.memo[low], self.memo.get(high, 0)
-                cross = low + (f_low - allowed) / max(f_low - f_high, 1) * (high - low)
-                candidate = int(np.ceil(cross))
-                if candidate >= high:
-                    candidate = high - 1
         return high
 
 
 def _demands(conn: Connection, window: _Window, catalog: Catalog) -> dict[int, _Demand]:
     """Every pool's requests in the window, replayed as described in :func:`replay`."""
-    holds = _load_holds(conn, window)
+    holds = _load_holds(conn, window, products=False)
     closed = holds[(holds["e"] < window.until) & (holds["s"] >= window.start)]
     length = closed["e"] - closed["s"]
     overall = float(length.median()) if len(closed) else FALLBACK_REQUEST_NS
@@ -889,23 +934,29 @@ def _demands(conn: Connection, window: _Window, catalog: Catalog) -> dict[int, _
         e = np.r_[holds["e"].to_numpy()[in_holds], at + typical[pool.id]]
         e = np.maximum(e, s + 1)  # a zero-length hold still takes its seat for an instant
         user = np.r_[hold_users[in_holds], denial_users[in_denials]]
-        arrival = np.lexsort((user, s))
-        s, e, user = s[arrival], e[arrival], user[arrival]
-        width, limit, entry = _encode(s, e, user)
-        demands[pool.id] = _Demand(
-            pool=pool,
-            arrive=s,
-            leave=e,
-            user=user,
-            counted=s >= window.start,
-            load=_period_load(user, s, e),
-            recorded_denials=len(at),
-            users=len(np.unique(user[s >= window.start])),
-            width=width,
-            limit=limit,
-            entry=entry,
-        )
+        demands[pool.id] = _demand(pool, s, e, user, window.start, len(at))
     return demands
+
+
+def _demand(pool: Pool, s: Array, e: Array, user: Array, start: int, recorded: int) -> _Demand:
+    """A pool's requests ``[s, e)`` by user code (codes in name order) as a :class:`_Demand`;
+    requests arriving before `start` are carried in (always admitted, not counted)."""
+    arrival = np.lexsort((user, s))
+    s, e, user = s[arrival], e[arrival], user[arrival]
+    width, limit, entry = _encode(s, e, user)
+    return _Demand(
+        pool=pool,
+        arrive=s,
+        leave=e,
+        user=user,
+        counted=s >= start,
+        load=_period_load(user, s, e),
+        recorded_denials=recorded,
+        users=len(np.unique(user[s >= start])),
+        width=width,
+        limit=limit,
+        entry=entry,
+    )
 
 
 def _encode(s: Array, e: Array, user: Array) -> tuple[int, Array, Array]:

@@ -42,6 +42,7 @@ from . import catalog, clock
 from .db import is_sqlite, store_operation
 from .demo import ROLES, SEAT_SHARES, DemoSummary, _seat_count, user_names
 from .errors import InvalidInput
+from .migrations import trigram
 from .models import assignments_t, denials_t, holds_t, sessions_t
 from .sessions import IDLE_TIMEOUT, POOL_FULL, USER_LOGOUT, user_key
 
@@ -595,6 +596,12 @@ def _load_postgres(engine: Engine, tables: list[_Rows], step: Callable[[int], ob
                 foreign_keys = cursor.fetchall()
                 for table, name, _ in foreign_keys:
                     cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+                # the trigram index (not in the models; migration 0002): rebuilt if it was there
+                cursor.execute("SELECT pg_get_indexdef(to_regclass(%s))", (trigram.INDEX_NAME,))
+                row = cursor.fetchone()
+                if row is not None and row[0]:
+                    drops.append(trigram.DROP_INDEX)
+                    creates.append(row[0])
                 for statement in drops:
                     cursor.execute(statement)
                 for rows in tables:

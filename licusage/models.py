@@ -70,10 +70,14 @@ class NamedAssignment(Base):
 class Session(Base):
     __tablename__ = "sessions"
     __table_args__ = (
+        # covers the user filter (``user_key LIKE``) too: SQLite checks it on the index alone.
+        # On PostgreSQL, migration 0002 also adds a trigram index on user_key, which is not
+        # declared here (see licusage.migrations.trigram).
         Index(
             "ix_sessions_active_last_activity",
             "last_activity",
             "id",
+            "user_key",
             sqlite_where=text("ended_at IS NULL"),
             postgresql_where=text("ended_at IS NULL"),
         ),
@@ -104,7 +108,13 @@ class Hold(Base):
             postgresql_where=text("released_at IS NULL"),
         ),
         Index("ix_holds_pool_granted", "pool_id", "granted_at"),
-        Index("ix_holds_released_at", "released_at"),
+        # history queries compare released_at with a time: NULLs (held licenses) need no entry
+        Index(
+            "ix_holds_released_at",
+            "released_at",
+            sqlite_where=text("released_at IS NOT NULL"),
+            postgresql_where=text("released_at IS NOT NULL"),
+        ),
     )
 
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)

@@ -365,3 +365,91 @@ def audit_actors(engine: Engine) -> list[str]:
         return list(
             conn.execute(sa.select(audit_t.c.actor).distinct().order_by(audit_t.c.actor)).scalars()
         )
+
+
+def _usage_query(
+    conn: sa.Connection,
+    user: str | None,
+    license_types: Mapping[str, Collection[str]] | None,
+    idle_over: timedelta | None,
+    now: datetime,
+) -> tuple[Catalog, sa.Select]:
+    if idle_over is not None:
+        idle_over = _check_timedelta(idle_over, "idle_over")
+    catalog = read_catalog(conn)
+    query = _usage_select(
+        conn, catalog, user=user, license_types=license_types, idle_over=idle_over, now=now
+    )
+    return catalog, query
+
+
+@store_operation
+def session_usage_page(
+    engine: Engine,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+    *,
+    offset: int = 0,
+    limit: int = 25,
+) -> pd.DataFrame:
+    """Rows `offset` to `offset + limit` of :func:`session_usage` with the same filters, in its
+    order (oldest last activity first, then session id), sorted and cut by the database.
+
+    Same columns as :func:`session_usage`; a page past the end is empty.
+    """
+    for name, value in (("offset", offset), ("limit", limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
+    now = clock.now()
+    with engine.connect() as conn:
+        catalog, query = _usage_query(conn, user, license_types, idle_over, now)
+        rows = conn.execute(query.limit(limit).offset(offset)).all()
+    return usage_frame(rows, catalog, now)
+
+
+@store_operation
+def session_usage_counts(
+    engine: Engine,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+) -> tuple[int, int]:
+    """(sessions, distinct users) of :func:`session_usage` with the same filters, counted by
+    the database (no rows fetched)."""
+    if idle_over is not None:
+        idle_over = _check_timedelta(idle_over, "idle_over")
+    now = clock.now()
+    s = sessions_t
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        type_filter = parse_license_filter(catalog, license_types)
+        # session_usage's conditions without its LEFT JOINs: a product without a type filter
+        # does not change which sessions match, so only filtered products are joined
+        from_clause: sa.FromClause = s
+        conditions: list[sa.ColumnElement[bool]] = [s.c.ended_at.is_(None)]
+        for position, (product_id, type_ids) in enumerate(type_filter.items()):
+            hold = holds_t.alias(f"h{position}")
+            from_clause = from_clause.join(
+                hold,
+                sa.and_(
+                    hold.c.session_id == s.c.id,
+                    hold.c.product_id == product_id,
+                    hold.c.released_at.is_(None),
+                    hold.c.license_type_id.in_(type_ids),
+                ),
+            )
+        condition = user_condition(user)
+        if condition is not None:
+            conditions.append(condition)
+        if idle_over is not None:
+            try:
+                conditions.append(s.c.last_activity <= clock.to_db(now - idle_over))
+            except OverflowError:
+                conditions.append(sa.false())
+        sessions, users = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(s.c.user_name)))
+            .select_from(from_clause)
+            .where(*conditions)
+        ).one()
+    return int(sessions), int(users)

@@ -170,3 +170,55 @@ def test_concurrency_on_the_demo_never_exceeds_seats_of_concurrent_pools(demo_st
     for product, license_type in frame.columns:
         assert frame[(product, license_type)].max() <= seats[(product, license_type)]
     assert frame.to_numpy().sum() > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(st.integers(0, 15), st.integers(-50, 2000), st.integers(1, 400)),
+        max_size=150,
+    ),
+    rate=st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.3, 1.0]),
+)
+def test_right_size_search_finds_the_smallest_passing_seat_count(requests, rate):
+    """The seat search (steered by models and secants) agrees with trying every seat count."""
+    user = np.array([u for u, _, _ in requests], dtype=np.int64)
+    s = np.array([a for _, a, _ in requests], dtype=np.int64) * 60 * analytics.SECOND_NS
+    e = s + np.array([d for _, _, d in requests], dtype=np.int64) * 60 * analytics.SECOND_NS
+    demand = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    allowed = np.floor(rate * demand.requests + 1e-9)
+    fresh = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    ceiling = int(fresh.load.max(initial=0))
+    expected = next(n for n in range(ceiling + 1) if fresh.denied(n) <= allowed)
+    assert demand.needed(rate) == expected
+
+
+def test_packed_integers_parse_like_split_text():
+    values = np.array([0, -5, 7, 2**62, -(2**62)], dtype=np.int64)
+    text = analytics.UNIT_SEPARATOR.join(map(str, values))
+    assert (analytics._parse_packed(text, "int", len(values)) == values).all()
+    assert analytics._parse_packed(text, "int", len(values) + 1) is None
+    assert analytics._parse_packed("1\x1fx", "int", 2) is None
+    assert analytics._parse_packed("1.5\x1f2", "int", 2) is None
+    assert analytics._parse_packed(None, "int", 0) is None
+    assert analytics._parse_packed(text, "time", len(values)) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.05])
+def test_right_size_search_on_larger_random_demand(seed, rate):
+    """Many users and requests, so the search takes its secant steps: same answer as trying
+    every seat count from the busiest down."""
+    rng = np.random.default_rng(seed)
+    n = 4000
+    user = rng.integers(0, 300, n)
+    s = np.sort(rng.integers(0, 30 * 24 * 60, n)) * 60 * analytics.SECOND_NS
+    e = s + rng.integers(1, 8 * 60, n) * 60 * analytics.SECOND_NS
+    demand = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    allowed = np.floor(rate * demand.requests + 1e-9)
+    fresh = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    expected = int(fresh.load.max(initial=0))
+    while expected > 0 and fresh.denied(expected - 1) <= allowed:
+        expected -= 1
+    assert demand.needed(rate) == expected
+    assert len(demand.memo) < len(fresh.memo) or len(fresh.memo) <= 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pandas as pd
@@ -63,6 +64,13 @@ def ids(sqlite_engine, frozen):
     return seed(sqlite_engine, frozen)
 
 
+def run_coroutine(coroutine):
+    """Run `coroutine` to completion on a thread of its own: on an xdist worker that also ran
+    browser tests, Playwright's sync API keeps an event loop running on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def make_tab(engine, notes, role=ADMIN, user=ME) -> SessionsTab:
     explorer = SessionExplorer(engine, Identity(user, role, signed_in=False), notify=notes)
     tab = SessionsTab(explorer)
@@ -90,7 +98,7 @@ def test_run_with_user_and_license_type(sqlite_engine, ids, notes):
     tab = make_tab(sqlite_engine, notes)
     tab.options.user_input.value_input = "ALICE"
     tab.options.product_inputs[CM].value = [catalog.NAMED_USER]
-    asyncio.run(tab.options._run())
+    run_coroutine(tab.options._run())
     assert users_in(tab) == ["alice.named"]
     table = tab.results.table.value
     assert list(table.columns) == ["User", "Host", "Started", "Last Activity", "Idle", CM, RO]
@@ -333,3 +341,25 @@ def test_demo_fills_only_an_empty_store(sqlite_url):
         assert len(queries.session_usage(engine)) == count
     finally:
         engine.dispose()
+
+
+def test_run_shows_the_first_page_then_all_rows(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    ex = tab.explorer
+    assert ex._finish_run(ex._read_first(2))  # what run_async shows first
+    assert len(tab.results.table.value) == 2
+    assert not ex.complete
+    assert tab.results.summary.object == "6 sessions of 6 distinct users"
+    assert tab.results.select_all_button.label == "Select all 6 matching"
+    first = list(tab.results.table.value.index)
+    ex.select(first[:1])
+    assert len(ex.whole_result()) == 6  # the rest arrives; the tick stays
+    assert ex.complete
+    assert list(tab.results.table.value.index[:2]) == first
+    assert ex.selected_ids == first[:1]
+    assert tab.results.table.selection == [0]
+    assert ex.select_all_matching() == 6
+    run_coroutine(ex.run_async(first_rows=2))
+    assert ex.complete
+    assert len(tab.results.table.value) == 6
+    assert notes.errors() == []

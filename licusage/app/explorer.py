@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Any, TypeVar
@@ -84,6 +85,11 @@ class SessionExplorer(param.Parameterized):
     busy = param.Boolean(default=False, doc="True while a query or an action runs.")
     last_error = param.String(default="", doc="The last failure shown to the user.")
     summary = param.String(default="", doc="Sessions and distinct users in the result.")
+    total = param.Integer(default=0, doc="Sessions in the result (all pages).")
+    complete = param.Boolean(
+        default=True,
+        doc="False while `result` holds only the first page of a Run (the rest is being read).",
+    )
 
     def __init__(
         self,
@@ -99,6 +105,8 @@ class SessionExplorer(param.Parameterized):
         self._identity = identity
         self.zone = zone
         self._notify = notify
+        self._generation = 0  # which Run the result belongs to (a later Run supersedes)
+        self._ended: set[int] = set()  # logged out since the Run: kept out of its full rows
         self.load_catalog()
 
     # --- who acts ---------------------------------------------------------------------------
@@ -193,21 +201,60 @@ class SessionExplorer(param.Parameterized):
         usage = queries.session_usage(self.engine, **self.filters())
         return usage, queries.pool_usage(self.engine)
 
-    def _apply(self, outcome: tuple[pd.DataFrame, pd.DataFrame] | None) -> bool:
+    def _read_first(self, limit: int) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]]:
+        filters = self.filters()
+        # three independent reads, side by side (the drivers release the GIL while they wait)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            counts = pool.submit(queries.session_usage_counts, self.engine, **filters)
+            pools = pool.submit(queries.pool_usage, self.engine)
+            page = queries.session_usage_page(self.engine, **filters, offset=0, limit=limit)
+            return page, pools.result(), counts.result()
+
+    def _apply(
+        self,
+        outcome: tuple[pd.DataFrame, pd.DataFrame] | None,
+        counts: tuple[int, int] | None = None,
+    ) -> bool:
+        """Show a Run's rows: all of them, or (with `counts`) its first page only."""
         if outcome is None:
             return False
         usage, pools = outcome
         display = fmt.display_frame(usage, self.products, self.zone)
-        users = usage["user"].nunique()
+        sessions, users = counts or (len(display), usage["user"].nunique())
+        self._generation += 1
+        self._ended = set()
         self.param.update(
             result=display,
+            total=sessions,
+            complete=counts is None,
             pools=pools,
             selected_ids=[],
             all_matching=False,
-            summary=f"{len(display):,} sessions of {users:,} distinct users",
+            summary=f"{sessions:,} sessions of {users:,} distinct users",
             last_error="",
         )
         return True
+
+    def _apply_rest(self, generation: int, usage: pd.DataFrame) -> bool:
+        """Replace a Run's first page by all its rows (the selection and the count stay)."""
+        if generation != self._generation or self.complete:
+            return False  # a later Run (or a full read) came first
+        display = fmt.display_frame(usage, self.products, self.zone)
+        if self._ended:
+            display = display[~display.index.isin(sorted(self._ended))]
+        self.param.update(result=display, complete=True)
+        return True
+
+    def whole_result(self) -> pd.DataFrame | None:
+        """Every row of the current result, read now if only its first page is held."""
+        if not self.complete and self.result is not None:
+            generation = self._generation
+            usage = self._guard(
+                "Reading the sessions", lambda: queries.session_usage(self.engine, **self.filters())
+            )
+            if usage is not None:
+                self._apply_rest(generation, usage)
+        return self.result
 
     def run(self) -> bool:
         """Query the sessions and seats for the current filters; False (and a notification)
@@ -220,28 +267,46 @@ class SessionExplorer(param.Parameterized):
         finally:
             self.busy = False
 
-    async def run_async(self) -> bool:
-        """:meth:`run` with the query in a worker thread, so the page shows it is loading.
+    async def run_async(self, first_rows: int = 25) -> bool:
+        """:meth:`run` with the queries in a worker thread, so the page shows it is loading.
 
-        The result is applied in one document update (a Bokeh next-tick callback, under the
+        The first `first_rows` rows and the exact counts are read (by the database) and shown
+        first; all rows follow, read in the background (:attr:`complete` turns True).
+        Each result is applied in one document update (a Bokeh next-tick callback, under the
         document lock), so the table, the count line and the seats change together.
         """
         if not self.products and not self.load_catalog():
             return False
         self.busy = True
-        outcome: tuple[pd.DataFrame, pd.DataFrame] | Exception
+        filters = self.filters()
+        first: tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]] | Exception
         try:
-            outcome = await asyncio.to_thread(self._read)
+            first = await asyncio.to_thread(self._read_first, first_rows)
         except Exception as error:
-            outcome = error
-        return await _in_document(lambda: self._finish_run(outcome))
+            first = error
+        shown = await _in_document(lambda: self._finish_run(first))
+        if not shown or self.complete:
+            return shown
+        # the first page is shown: now the rest, for paging, sorting, selection and the CSV
+        generation = self._generation
+        try:
+            usage = await asyncio.to_thread(queries.session_usage, self.engine, **filters)
+        except Exception as error:
+            self._report("Reading the sessions", error)
+            return shown
+        await _in_document(lambda: self._apply_rest(generation, usage))
+        return shown
 
-    def _finish_run(self, outcome: tuple[pd.DataFrame, pd.DataFrame] | Exception) -> bool:
+    def _finish_run(
+        self, outcome: tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]] | Exception
+    ) -> bool:
         try:
             if isinstance(outcome, Exception):
                 self._report("Run", outcome)
                 return False
-            return self._apply(outcome)
+            page, pools, counts = outcome
+            # a page holding every row is the complete result
+            return self._apply((page, pools), None if len(page) >= counts[0] else counts)
         finally:
             self.busy = False
 
@@ -264,7 +329,8 @@ class SessionExplorer(param.Parameterized):
 
     def select_all_matching(self) -> int:
         """Select every session of the current result, on every page; returns how many."""
-        ids = [] if self.result is None else [int(i) for i in self.result.index]
+        result = self.whole_result()
+        ids = [] if result is None else [int(i) for i in result.index]
         self.param.update(selected_ids=ids, all_matching=bool(ids))
         return len(ids)
 
@@ -314,12 +380,25 @@ class SessionExplorer(param.Parameterized):
         gone = set(outcome.logged_out) | set(outcome.already_ended) | set(outcome.unknown)
         if self.result is not None:
             kept = self.result[~self.result.index.isin(sorted(gone))]
-            users = kept["User"].nunique()
+            if self.complete:
+                counts: tuple[int, int] | None = (len(kept), kept["User"].nunique())
+            else:  # only the first page is held: count again (the rest drops them on arrival)
+                self._ended |= gone
+                counts = self._guard(
+                    "Counting the sessions",
+                    lambda: queries.session_usage_counts(self.engine, **self.filters()),
+                )
+            summary = (
+                self.summary
+                if counts is None
+                else (f"{counts[0]:,} sessions of {counts[1]:,} distinct users")
+            )
             self.param.update(
                 result=kept,
+                total=len(kept) if counts is None else counts[0],
                 selected_ids=[],
                 all_matching=False,
-                summary=f"{len(kept):,} sessions of {users:,} distinct users",
+                summary=summary,
             )
         self.refresh_pools()
         self.notify("success", logout_message(outcome))

@@ -90,9 +90,17 @@ def create_app(
     sessions = SessionsTab(explorer)
     tabs = pn.Tabs(("Sessions", sessions), dynamic=True, sizing_mode="stretch_width")
     # --- more tabs: one line each, owned by the engineers of those views --------------------
-    tabs.append(("Utilisation", UtilisationView(engine, zone=zone)))  # licusage.app.utilisation
+    utilisation = UtilisationView(engine, zone=zone)  # licusage.app.utilisation
+    utilisation.defer()  # read when the tab is first shown, not before the first Run
+    tabs.append(("Utilisation", utilisation))
     tabs.append(("Audit", AuditView(engine)))  # licusage.app.audit
     # --- end of more tabs ---------------------------------------------------------------------
+
+    def tab_shown(event: Any) -> None:
+        if tabs._names[event.new] == "Utilisation":
+            utilisation.shown()
+
+    tabs.param.watch(tab_shown, "active")
     template = pn.template.BootstrapTemplate(
         title=TITLE, header=[pn.HSpacer(), _who(who)], main=[tabs]
     )

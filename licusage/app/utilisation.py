@@ -276,10 +276,38 @@ class UtilisationView(Viewer):
         if self.concurrency is None:
             self.refresh()
 
+    def defer(self) -> None:
+        """Read nothing until :meth:`shown` is called (a tab that is not shown yet): the page
+        and the other tabs' first actions do not wait behind this view's analytics."""
+        self._deferred = True
+
+    _deferred = False
+
+    def shown(self) -> None:
+        """The view became visible: read once, then give the layout new plot panes.
+
+        Panes created while the tab was hidden and updated in place can stay blank once the
+        tab is shown (their Bokeh models were laid out at zero size); panes created from the
+        data, swapped into the layout, are drawn at their size.
+        """
+        if self.concurrency is not None:
+            return
+        # new, not yet drawn containers: filled by refresh, then swapped into the layout
+        self._plot_panes = {}
+        self.plots = pn.FlexBox()
+        self.heat = pn.pane.HoloViews(self.heat.object)
+        self.refresh()  # on failure it notifies; Refresh tries again into the same panes
+        objects = list(self._layout.objects)
+        objects[3] = self.plots
+        objects[-1] = self.heat
+        self._layout.objects = objects
+
     def __panel__(self) -> pn.viewable.Viewable:
         # read once the page has loaded (immediately outside a server): plots drawn into an
-        # already laid-out page keep their size, and building the page stays fast
-        pn.state.onload(self._first_load)
+        # already laid-out page keep their size, and building the page stays fast; a deferred
+        # view (a tab of the dashboard) reads when first shown instead
+        if not self._deferred:
+            pn.state.onload(self._first_load)
         return self._layout
 
 

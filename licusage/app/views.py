@@ -109,7 +109,7 @@ class OptionsView(Viewer):
             self._syncing = False
 
     async def _run(self, _event: Any = None) -> None:
-        await self._ex.run_async()
+        await self._ex.run_async(first_rows=PAGE_SIZE)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._panel
@@ -311,8 +311,16 @@ class ResultsView(Viewer):
         self.table.value = frame
         self.summary.object = ex.summary
         self.download.disabled = ex.result is None
-        self.select_all_button.label = f"Select all {len(frame):,} matching"
-        self.select_all_button.disabled = not len(frame)
+        total = ex.total if ex.result is not None else 0
+        self.select_all_button.label = f"Select all {total:,} matching"
+        self.select_all_button.disabled = not total
+        if ex.selected_ids and len(frame):  # the rest of a Run arrived: keep the ticks
+            rows = frame.index.get_indexer(pd.Index(ex.selected_ids))
+            self._updating_selection = True
+            try:
+                self.table.selection = [int(r) for r in rows if r >= 0]
+            finally:
+                self._updating_selection = False
         self._show_selection()
 
     def _selection_changed(self, event: param.parameterized.Event) -> None:
@@ -362,7 +370,7 @@ class ResultsView(Viewer):
             self._dialog.open(preview)
 
     def _csv(self) -> io.StringIO:
-        frame = self._ex.result
+        frame = self._ex.whole_result()  # all rows, even while the Run's rest is being read
         out = io.StringIO()
         if frame is not None:
             fmt.export_frame(frame).to_csv(out, index=False)

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import SchemaMismatch
 from ..models import Base
+from . import trigram
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 VERSION_TABLE = "alembic_version"
@@ -159,6 +160,7 @@ def ensure_current(engine: Engine, *, create: bool = True) -> None:
         state = check(conn)  # again, under the lock: another process may have been first
         if state == NEW:
             Base.metadata.create_all(conn)
+            trigram.create_index(conn)  # not in the models: see licusage.migrations.trigram
             _stamp(conn, head())
         elif state == UNVERSIONED:
             _stamp(conn, INITIAL_REVISION)
@@ -180,6 +182,9 @@ def upgrade(engine: Engine, revision: str = "heads") -> tuple[str | None, str]:
             before = INITIAL_REVISION
         if state != CURRENT or revision not in ("head", "heads", head()):
             command.upgrade(config(conn), revision)
+        elif not trigram.exists(conn):
+            # skipped earlier (pg_trgm was refused): retry, e.g. once a superuser created it
+            trigram.create_index(conn)
         after = store_revision(conn)
     assert after is not None
     return before, after

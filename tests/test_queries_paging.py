@@ -1,0 +1,101 @@
+"""session_usage_page (one page, cut and sorted by the database) and session_usage_counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from licusage import catalog, queries, sessions
+from licusage.errors import InvalidInput, UnknownProduct
+
+CM, RO = "Case Management", "Reports Only"
+NAMED, CONC = "Named User", "Concurrent User"
+
+
+@pytest.fixture
+def store(engine, frozen):
+    """Seven active sessions of five users (two users log in twice) and one ended session."""
+    catalog.add_pool(engine, CM, NAMED, 5)
+    catalog.add_pool(engine, CM, CONC, 9)
+    catalog.add_pool(engine, RO, CONC, 9)
+    catalog.assign_named(engine, CM, "alice")
+    logins = [
+        ("alice", {CM: NAMED, RO: CONC}, 60),
+        ("bob", {CM: CONC}, 30),
+        ("carol", {RO: CONC}, 180),
+        ("bob", {RO: CONC}, 90),
+        ("dave_100%", {}, 10),
+        ("erin", {CM: CONC}, 240),
+        ("carol", {CM: CONC}, 5),
+    ]
+    for name, licenses, minutes_ago in logins:
+        result = sessions.login(
+            engine, name, licenses, at=frozen.now - timedelta(minutes=minutes_ago)
+        )
+        assert result.ok, result
+    gone = sessions.login(engine, "frank", {CM: CONC}, at=frozen.now - timedelta(minutes=20))
+    sessions.end(engine, gone.session_id)
+    return engine
+
+
+FILTERS = [
+    {},
+    {"user": "B"},
+    {"user": "%"},
+    {"license_types": {CM: [CONC]}},
+    {"license_types": {CM: [CONC], RO: [CONC]}},
+    {"idle_over": timedelta(hours=1)},
+    {"idle_over": timedelta(days=365_000_000)},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+def test_pages_are_slices_of_session_usage(store, filters):
+    whole = queries.session_usage(store, **filters)
+    for limit in (1, 2, 3, 25):
+        pages = [
+            queries.session_usage_page(store, **filters, offset=offset, limit=limit)
+            for offset in range(0, max(len(whole), 1), limit)
+        ]
+        joined = pd.concat(pages, ignore_index=True)
+        pd.testing.assert_frame_equal(
+            joined.drop(columns="idle"), whole.drop(columns="idle"), check_dtype=True
+        )
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+def test_counts_match_session_usage(store, filters):
+    whole = queries.session_usage(store, **filters)
+    assert queries.session_usage_counts(store, **filters) == (len(whole), whole["user"].nunique())
+
+
+def test_first_page_is_oldest_activity_first(store):
+    page = queries.session_usage_page(store, offset=0, limit=2)
+    assert list(page["user"]) == ["erin", "carol"]
+    assert list(page.columns) == [*queries.BASE_COLUMNS, CM, RO]
+    assert queries.session_usage_counts(store) == (7, 5)
+
+
+def test_a_page_past_the_end_is_empty_with_the_columns(store):
+    page = queries.session_usage_page(store, offset=100, limit=25)
+    assert page.empty
+    assert list(page.columns) == [*queries.BASE_COLUMNS, CM, RO]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"offset": -1}, {"limit": -5}, {"offset": 1.5}, {"limit": "10"}, {"limit": True}]
+)
+def test_bad_paging_is_refused(store, bad):
+    with pytest.raises(InvalidInput):
+        queries.session_usage_page(store, **bad)
+
+
+def test_filters_are_checked_as_in_session_usage(store):
+    with pytest.raises(UnknownProduct):
+        queries.session_usage_counts(store, license_types={"Nope": [CONC]})
+    with pytest.raises(InvalidInput):
+        queries.session_usage_counts(store, idle_over=timedelta(minutes=-1))
+    with pytest.raises(InvalidInput):
+        queries.session_usage_page(store, idle_over=timedelta(minutes=-1))
