@@ -589,9 +589,9 @@ def fail(message: str) -> NoReturn:
     raise CliError(message)
 
 
-# fmt: off
-# Commands defined in other modules register here, one line each:
-# (e.g. ``from .cli_serve import serve; main.add_command(serve)``)
-from .cli_serve import serve; main.add_command(serve)  # noqa: E402, E702, I001
-from .cli_serve import users; main.add_command(users)  # noqa: E402, E702, I001
-from .cli_db import db; main.add_command(db)  # noqa: E402, E702, I001
+# Commands living in their own modules; they use the helpers above, hence imported last.
+from .cli_db import db as db_commands  # noqa: E402
+from .cli_serve import serve, users  # noqa: E402
+
+for _command in (serve, users, db_commands):
+    main.add_command(_command)

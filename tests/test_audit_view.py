@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from licusage import actions, catalog, db, sessions
-from licusage.app.audit import ALL_ACTORS, COLUMNS, AuditView, day_bounds, describe_detail
+from licusage.app.audit import ALL_ACTORS, COLUMNS, AuditView, describe_detail
+from licusage.app.format import day_bounds
 from licusage.errors import PermissionDenied
 
 CM, RO = "Case Management", "Reports Only"

@@ -10,11 +10,11 @@ import panel as pn
 import pytest
 
 from licusage import catalog, db, sessions
+from licusage.app.format import day_bounds
 from licusage.app.utilisation import (
     PEAK_HEADERS,
     RESOLUTIONS,
     UtilisationView,
-    day_window,
 )
 
 CM, RO = "Case Management", "Reports Only"
@@ -50,7 +50,7 @@ def _view(engine, **params) -> UtilisationView:
 
 def test_window_is_whole_days_in_the_viewers_zone():
     paris = pytest.importorskip("zoneinfo").ZoneInfo("Europe/Paris")
-    start, end = day_window(date(2026, 3, 3), date(2026, 3, 2), paris)
+    start, end = day_bounds(date(2026, 3, 3), date(2026, 3, 2), paris)
     assert start == datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
     assert end == datetime(2026, 3, 3, 23, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from .. import clock, queries
 from ..errors import LicusageError, StoreUnavailable
-from .format import local_zone
+from .format import day_bounds, local_zone, viewer_zone
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,6 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_DAYS = 30
 COLUMNS = ["When", "Actor", "Action", "User", "Session", "Reason", "Licenses freed", "Details"]
 PAGE_SIZE = 25
-
-
-def _zone(zone: tzinfo | None) -> tzinfo:
-    """`zone`, else the server's own."""
-    if zone is not None:
-        return zone
-    own = datetime.now().astimezone().tzinfo
-    assert own is not None
-    return own
 
 
 def describe_detail(action: str, detail: str | None) -> tuple[str, str]:
@@ -76,7 +67,7 @@ def describe_detail(action: str, detail: str | None) -> tuple[str, str]:
 def trail_frame(events: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     """The table's frame from :func:`licusage.queries.audit_log`'s, times in `zone` (else the
     server's), one row per event, newest first."""
-    target = _zone(zone)
+    target = viewer_zone(zone)
     described = [
         describe_detail(str(action), detail)
         for action, detail in zip(events["action"], events["detail"], strict=True)
@@ -97,16 +88,6 @@ def trail_frame(events: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     )
 
 
-def day_bounds(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of the days `first` to `last` (inclusive) in `zone`."""
-    target = _zone(zone)
-    if last < first:
-        first, last = last, first
-    start = datetime.combine(first, time(0), tzinfo=target)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=target)
-    return clock.to_utc(start), clock.to_utc(end)
-
-
 class AuditView(Viewer):
     """The audit trail of one store, filterable by date range and actor, exportable to CSV."""
 
@@ -117,7 +98,7 @@ class AuditView(Viewer):
     last_error = param.String(default="", doc="The last failure shown to the user.")
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
-        today = clock.now().astimezone(_zone(zone)).date()
+        today = clock.now().astimezone(viewer_zone(zone)).date()
         params.setdefault("last_day", today)
         params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
         super().__init__(**params)

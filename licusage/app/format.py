@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+
+from .. import clock
 
 BASE_HEADERS = {
     "user": "User",
@@ -53,7 +55,7 @@ def local_zone(name: str | None) -> tzinfo | None:
 
 def _local_text(values: pd.Series, zone: tzinfo | None) -> pd.Series:
     """Aware UTC timestamps as ``YYYY-MM-DD HH:MM`` in `zone` (default: the server's zone)."""
-    target = zone if zone is not None else _server_zone()
+    target = viewer_zone(zone)
     local = values.dt.tz_convert(target).dt.tz_localize(None).to_numpy("datetime64[m]")
     if not len(local):
         return pd.Series([], index=values.index, dtype=object)
@@ -61,10 +63,23 @@ def _local_text(values: pd.Series, zone: tzinfo | None) -> pd.Series:
     return pd.Series(np.where(np.isnat(local), "", text), index=values.index, dtype=object)
 
 
-def _server_zone() -> tzinfo:
-    zone = datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone
+def viewer_zone(zone: tzinfo | None) -> tzinfo:
+    """`zone`, else the server's own."""
+    if zone is not None:
+        return zone
+    own = datetime.now().astimezone().tzinfo
+    assert own is not None
+    return own
+
+
+def day_bounds(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the days `first` to `last` (inclusive, either order) in `zone`."""
+    target = viewer_zone(zone)
+    if last < first:
+        first, last = last, first
+    start = datetime.combine(first, time(0), tzinfo=target)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=target)
+    return clock.to_utc(start), clock.to_utc(end)
 
 
 def display_frame(usage: pd.DataFrame, products: list[str], zone: tzinfo | None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ view calls :mod:`licusage.analytics` only: no SQL here.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 import holoviews as hv
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from .. import analytics, clock
 from ..errors import LicusageError, StoreUnavailable
-from .format import local_zone
+from .format import day_bounds, local_zone, viewer_zone
 
 DEFAULT_DAYS = 7
 RESOLUTIONS = {"15 minutes": "15min", "Hourly": "1h", "Daily": "1D"}
@@ -38,27 +38,9 @@ PEAK_HEADERS = {
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
-def _zone(zone: tzinfo | None) -> tzinfo:
-    if zone is not None:
-        return zone
-    own = datetime.now().astimezone().tzinfo
-    assert own is not None
-    return own
-
-
-def day_window(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of the days `first` to `last` (inclusive, either order) in `zone`."""
-    target = _zone(zone)
-    if last < first:
-        first, last = last, first
-    start = datetime.combine(first, time(0), tzinfo=target)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=target)
-    return clock.to_utc(start), clock.to_utc(end)
-
-
 def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     """The peaks table as shown: one row per pool, times in `zone`, shares in percent."""
-    target = _zone(zone)
+    target = viewer_zone(zone)
     peak_at = peaks["peak_at"].dt.tz_convert(target).dt.strftime(TIME_FORMAT)
     frame = pd.DataFrame(
         {
@@ -81,7 +63,7 @@ def concurrency_plots(
     concurrency: pd.DataFrame, seats: dict[tuple[str, str], int], zone: tzinfo | None
 ) -> list[hv.Overlay]:
     """One small plot per pool: the peak in use per bucket (a step line) under its seats (red)."""
-    target = _zone(zone)
+    target = viewer_zone(zone)
     local = pd.DatetimeIndex(concurrency.index).tz_convert(target).tz_localize(None)
     plots = []
     for column in concurrency.columns:
@@ -147,7 +129,7 @@ class UtilisationView(Viewer):
     last_error = param.String(default="", doc="The last failure shown to the user.")
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
-        today = clock.now().astimezone(_zone(zone)).date()
+        today = clock.now().astimezone(viewer_zone(zone)).date()
         params.setdefault("last_day", today)
         params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
         super().__init__(**params)
@@ -220,7 +202,7 @@ class UtilisationView(Viewer):
 
     def refresh(self) -> bool:
         """Read the window's analytics and redraw; False (and a notification) on failure."""
-        start, end = day_window(self.first_day, self.last_day, self.zone)
+        start, end = day_bounds(self.first_day, self.last_day, self.zone)
         try:
             concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
             peaks = analytics.peaks(self.engine, start, end)
