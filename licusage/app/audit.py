@@ -10,24 +10,23 @@ from __future__ import annotations
 import io
 import json
 import logging
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 import pandas as pd
 import panel as pn
 import param
-from panel.viewable import Viewer
 from sqlalchemy.engine import Engine
 
-from .. import clock, queries
-from ..errors import LicusageError, StoreUnavailable
-from .format import day_bounds, local_zone, viewer_zone
+from .. import queries
+from ..errors import LicusageError
+from .format import local_zone, viewer_zone
+from .window import DayRangeView
 
 log = logging.getLogger(__name__)
 
 ALL_ACTORS = "All actors"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-DEFAULT_DAYS = 30
 COLUMNS = ["When", "Actor", "Action", "User", "Session", "Reason", "Licenses freed", "Details"]
 PAGE_SIZE = 25
 
@@ -88,31 +87,21 @@ def trail_frame(events: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     )
 
 
-class AuditView(Viewer):
+class AuditView(DayRangeView):
     """The audit trail of one store, filterable by date range and actor, exportable to CSV."""
 
-    first_day = param.Date(doc="First day shown (in the viewer's time zone).")
-    last_day = param.Date(doc="Last day shown, inclusive.")
+    default_days = 30
+    title = "Audit"
+
     actor = param.String(default="", doc="Only events of this actor (exact name); empty for all.")
     trail = param.DataFrame(doc="The filtered trail as the table shows it, newest first.")
-    last_error = param.String(default="", doc="The last failure shown to the user.")
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
-        today = clock.now().astimezone(viewer_zone(zone)).date()
-        params.setdefault("last_day", today)
-        params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
-        super().__init__(**params)
-        self.engine = engine
-        self.zone = zone
+        super().__init__(engine, zone=zone, **params)
         self._loaded = False
-        self.dates = pn.widgets.DateRangePicker(
-            label="Dates", value=(self.first_day, self.last_day), width=240
-        )
         self.actor_select = pn.widgets.Select(
             label="Actor", options={ALL_ACTORS: ""}, value=self.actor, width=220
         )
-        self.refresh_button = pn.widgets.Button(label="Refresh", color="primary", width=100)
-        self.summary = pn.pane.Markdown("", margin=(5, 10))
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=COLUMNS),
             pagination="remote",
@@ -126,9 +115,7 @@ class AuditView(Viewer):
         self.download = pn.widgets.FileDownload(
             callback=self.csv, filename="audit.csv", label="Download CSV", disabled=True
         )
-        self.dates.param.watch(self._dates_changed, "value")
         self.actor_select.param.watch(lambda e: setattr(self, "actor", e.new or ""), "value")
-        self.refresh_button.on_click(self._refresh_clicked)
         self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "actor"])
         self._layout = pn.Column(
             pn.FlexBox(
@@ -144,42 +131,22 @@ class AuditView(Viewer):
         )
         browser = pn.state.browser_info
         if zone is None and browser is not None:
-            self.zone = local_zone(browser.timezone)
             browser.param.watch(self._zone_changed, "timezone")
-
-    def _refresh_clicked(self, _event: Any = None) -> None:
-        self.refresh()
-
-    def _dates_changed(self, event: param.parameterized.Event) -> None:
-        if event.new:
-            first, last = event.new
-            self.param.update(first_day=first, last_day=last)
 
     def _zone_changed(self, event: param.parameterized.Event) -> None:
         self.zone = local_zone(event.new)
         if self._loaded:
             self.refresh()
 
-    def notify(self, level: str, message: str) -> None:
-        if level == "error":
-            self.last_error = message
-        notifications = pn.state.notifications
-        if notifications is not None:
-            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
-
     def refresh(self) -> bool:
         """Read the trail for the current filters; False (and a notification) on failure."""
         self._loaded = True
-        start, end = day_bounds(self.first_day, self.last_day, self.zone)
+        start, end = self.window()
         try:
             events = queries.audit_log(self.engine, start=start, end=end, actor=self.actor or None)
             actors = queries.audit_actors(self.engine)
-        except StoreUnavailable as error:
-            self.notify("error", f"Audit: the database is unavailable ({error})")
-            return False
         except LicusageError as error:
-            self.notify("error", f"Audit: {error}")
-            return False
+            return self.failed(error)
         self.last_error = ""
         self.trail = trail_frame(events, self.zone)
         options = {ALL_ACTORS: "", **{name: name for name in actors}}

@@ -9,7 +9,7 @@ view calls :mod:`licusage.analytics` only: no SQL here.
 
 from __future__ import annotations
 
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 import holoviews as hv
@@ -17,14 +17,13 @@ import holoviews.plotting.bokeh  # registers the backend the plot options are fo
 import pandas as pd
 import panel as pn
 import param
-from panel.viewable import Viewer
 from sqlalchemy.engine import Engine
 
-from .. import analytics, clock
-from ..errors import LicusageError, StoreUnavailable
-from .format import day_bounds, local_zone, viewer_zone
+from .. import analytics
+from ..errors import LicusageError
+from .format import viewer_zone
+from .window import DayRangeView
 
-DEFAULT_DAYS = 7
 RESOLUTIONS = {"15 minutes": "15min", "Hourly": "1h", "Daily": "1D"}
 PEAK_HEADERS = {
     "pool": "Pool",
@@ -112,11 +111,12 @@ def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
     )
 
 
-class UtilisationView(Viewer):
+class UtilisationView(DayRangeView):
     """Seat utilisation of one store over a range of days: concurrency, peaks, heat map."""
 
-    first_day = param.Date(doc="First day shown (in the viewer's time zone).")
-    last_day = param.Date(doc="Last day shown, inclusive.")
+    default_days = 7
+    title = "Utilisation"
+
     freq = param.Selector(  # type: ignore[var-annotated]
         default="1h", objects=list(RESOLUTIONS.values()), doc="Bucket length of the plots."
     )
@@ -126,26 +126,15 @@ class UtilisationView(Viewer):
     concurrency = param.DataFrame(doc="analytics.concurrency of the window, as plotted.")
     peaks = param.DataFrame(doc="analytics.peaks of the window.")
     week = param.DataFrame(doc="analytics.hour_of_week of the window.")
-    last_error = param.String(default="", doc="The last failure shown to the user.")
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
-        today = clock.now().astimezone(viewer_zone(zone)).date()
-        params.setdefault("last_day", today)
-        params.setdefault("first_day", today - timedelta(days=DEFAULT_DAYS - 1))
-        super().__init__(**params)
-        self.engine = engine
-        self.zone = zone
+        super().__init__(engine, zone=zone, **params)
         self._seats: dict[tuple[str, str], int] = {}
         self._pools: dict[str, tuple[str, str]] = {}
-        self.dates = pn.widgets.DateRangePicker(
-            label="Dates", value=(self.first_day, self.last_day), width=240
-        )
         self.resolution = pn.widgets.Select(
             label="Resolution", options=RESOLUTIONS, value=self.freq, width=140
         )
         self.pool_select = pn.widgets.Select(label="Heat map pool", options=[], width=320)
-        self.refresh_button = pn.widgets.Button(label="Refresh", color="primary", width=100)
-        self.summary = pn.pane.Markdown("", margin=(5, 10))
         # one pane per pool (a Bokeh grid of plots collapses inside the stretching layout)
         self.plots = pn.FlexBox()
         self._plot_panes: dict[str, pn.pane.HoloViews] = {}
@@ -157,10 +146,8 @@ class UtilisationView(Viewer):
             layout="fit_data_stretch",
         )
         self.heat = pn.pane.HoloViews(heat_map(pd.DataFrame(columns=_WEEK_COLUMNS), None))
-        self.dates.param.watch(self._dates_changed, "value")
         self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
         self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
-        self.refresh_button.on_click(self._refresh_clicked)
         self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "freq"])
         self.param.watch(lambda *_e: self._draw_heat_map(), ["pool"])
         self._layout = pn.Column(
@@ -181,38 +168,16 @@ class UtilisationView(Viewer):
             self.heat,
             sizing_mode="stretch_width",
         )
-        browser = pn.state.browser_info
-        if zone is None and browser is not None:
-            self.zone = local_zone(browser.timezone)
-
-    def _refresh_clicked(self, _event: Any = None) -> None:
-        self.refresh()
-
-    def _dates_changed(self, event: param.parameterized.Event) -> None:
-        if event.new:
-            first, last = event.new
-            self.param.update(first_day=first, last_day=last)
-
-    def notify(self, level: str, message: str) -> None:
-        if level == "error":
-            self.last_error = message
-        notifications = pn.state.notifications
-        if notifications is not None:
-            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
 
     def refresh(self) -> bool:
         """Read the window's analytics and redraw; False (and a notification) on failure."""
-        start, end = day_bounds(self.first_day, self.last_day, self.zone)
+        start, end = self.window()
         try:
             concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
             peaks = analytics.peaks(self.engine, start, end)
             week = analytics.hour_of_week(self.engine, start, end)
-        except StoreUnavailable as error:
-            self.notify("error", f"Utilisation: the database is unavailable ({error})")
-            return False
         except LicusageError as error:
-            self.notify("error", f"Utilisation: {error}")
-            return False
+            return self.failed(error)
         self.last_error = ""
         self._seats = {
             (p, t): int(s)
