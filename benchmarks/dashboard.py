@@ -25,20 +25,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
 from . import cases as case_defs
 from .store import StoreSpec, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 COUNT_LINE = re.compile(r"[\d,]+ sessions of [\d,]+ distinct")
 MILLION = StoreSpec(users=100_000, active=1_000_000, history=100_000, days=30)
 MILLION_QUICK = StoreSpec(users=400, active=4_000, history=1_000, days=7)

@@ -256,3 +256,18 @@ def wait_for_dashboard(page: Any) -> None:
     page.wait_for_function(
         "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
     )
+
+
+@pytest.fixture
+def store(seeded_store):
+    """An Engine on the module's seeded store, to check what the dashboard changed."""
+    engine = db.connect(seeded_store)
+    yield engine
+    engine.dispose()
+
+
+def expect():
+    """Playwright's ``expect``, imported late so that collection works without Playwright."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect

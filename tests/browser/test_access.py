@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from licusage import accounts, catalog, db, queries, sessions
+from licusage import accounts, catalog, queries, sessions
 from licusage.app.identity import Identity
 from licusage.app.main import create_app
 from tests.browser.conftest import (
@@ -28,6 +28,7 @@ from tests.browser.conftest import (
     ROOT,
     VIEWER,
     VIEWER_PASSWORD,
+    expect,
     free_port,
     sign_in,
 )
@@ -52,19 +53,6 @@ FIRE_CLICK = """(label) => {
 @pytest.fixture(scope="module")
 def server(server_factory, seeded_store):
     return server_factory(seeded_store, "--auth", "--cookie-secret", "access-test-secret")
-
-
-@pytest.fixture
-def store(seeded_store):
-    engine = db.connect(seeded_store)
-    yield engine
-    engine.dispose()
-
-
-def expect():
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect
 
 
 def session_of(engine, user: str) -> int:

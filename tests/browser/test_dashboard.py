@@ -6,12 +6,13 @@ import re
 
 import pytest
 
-from licusage import db, queries
+from licusage import queries
 from tests.browser.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
     VIEWER,
     VIEWER_PASSWORD,
+    expect,
     free_port,
     sign_in,
     wait_for_dashboard,
@@ -24,19 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_dashboard")]
 @pytest.fixture(scope="module")
 def server(server_factory, seeded_store):
     return server_factory(seeded_store, "--auth", "--cookie-secret", "browser-test-secret")
-
-
-@pytest.fixture
-def store(seeded_store):
-    engine = db.connect(seeded_store)
-    yield engine
-    engine.dispose()
-
-
-def expect():
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect
 
 
 def rows(page):
