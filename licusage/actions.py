@@ -25,6 +25,7 @@ from .sessions import (
     check_reason,
     check_session_id,
     end_sessions,
+    id_conditions,
     record_audit,
 )
 
@@ -93,14 +94,9 @@ def logout_sessions(
         return LogoutResult()
     with write(engine) as conn:
         known: dict[int, str] = {}
-        for start in range(0, len(ids), 5_000):
-            chunk = ids[start : start + 5_000]
+        for id_in in id_conditions(conn, sessions_t.c.id, ids):
             known.update(
-                conn.execute(
-                    sa.select(sessions_t.c.id, sessions_t.c.user_name).where(
-                        sessions_t.c.id.in_(chunk)
-                    )
-                ).all()
+                conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_name).where(id_in)).all()
             )
         spared = [i for i in ids if spare_own and known.get(i) == actor]
         targets = [i for i in ids if i in known and i not in set(spared)]

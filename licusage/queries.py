@@ -18,7 +18,7 @@ from .catalog import Catalog, parse_license_filter, read_catalog
 from .db import is_sqlite, store_operation
 from .errors import InvalidInput
 from .models import audit_t, denials_t, holds_t, sessions_t
-from .sessions import ID_CHUNK, check_session_id
+from .sessions import check_session_id, id_conditions
 
 BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle"]
 MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
@@ -243,15 +243,14 @@ def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFra
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         rows: list[Any] = []
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start : start + ID_CHUNK]
+        for id_in in id_conditions(conn, holds_t.c.session_id, ids):
             rows += conn.execute(
                 sa.select(
                     holds_t.c.session_id,
                     holds_t.c.user_name,
                     holds_t.c.product_id,
                     holds_t.c.license_type_id,
-                ).where(holds_t.c.session_id.in_(chunk), holds_t.c.released_at.is_(None))
+                ).where(id_in, holds_t.c.released_at.is_(None))
             ).all()
     product_names = {v: k for k, v in catalog.products.items()}
     type_names = catalog.type_names()
@@ -285,8 +284,7 @@ def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame
     s = sessions_t
     rows: list[Any] = []
     with engine.connect() as conn:
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start : start + ID_CHUNK]
+        for id_in in id_conditions(conn, s.c.id, ids):
             rows += conn.execute(
                 sa.select(
                     s.c.id,
@@ -298,7 +296,7 @@ def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame
                     s.c.end_reason,
                     s.c.ended_by,
                 )
-                .where(s.c.id.in_(chunk))
+                .where(id_in)
                 .order_by(s.c.id)
             ).all()
     frame = pd.DataFrame.from_records(rows, columns=SESSION_COLUMNS, coerce_float=False)

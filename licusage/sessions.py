@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -270,31 +270,20 @@ def end(
         return bool(ended)
 
 
-def _in_list(column: sa.ColumnElement[int], ids: list[int]) -> sa.ColumnElement[bool]:
-    return column.in_(ids)
+def id_conditions(
+    conn: Connection, column: sa.ColumnElement[int], ids: list[int]
+) -> Iterator[sa.ColumnElement[bool]]:
+    """Conditions "`column` is one of `ids`", one per statement to run.
 
-
-def _any_array(column: sa.ColumnElement[int], ids: list[int]) -> sa.ColumnElement[bool]:
-    # one array parameter: PostgreSQL plans it at once, where a 5,000-item IN list costs
-    # seconds of planning and binding (issue 6)
-    return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
-
-
-def _id_chunks(
-    conn: Connection, ids: list[int]
-) -> Iterator[
-    tuple[list[int], Callable[[sa.ColumnElement[int], list[int]], sa.ColumnElement[bool]]]
-]:
-    """`ids` in statement-sized chunks, each with the condition "column is one of them".
-
-    PostgreSQL takes them all as one array; SQLite as IN lists within its parameter limit.
+    PostgreSQL takes all ids as one array parameter (it plans that at once, where a 5,000-item IN
+    list costs seconds of planning and binding); SQLite takes IN lists within its parameter limit.
     """
     if conn.dialect.name == "postgresql":
         if ids:
-            yield ids, _any_array
+            yield column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
         return
     for start in range(0, len(ids), ID_CHUNK):
-        yield ids[start : start + ID_CHUNK], _in_list
+        yield column.in_(ids[start : start + ID_CHUNK])
 
 
 def end_sessions(
@@ -317,10 +306,10 @@ def end_sessions(
     when = clock.current_db_time(at)
     ids = sorted(set(session_ids))
     ended: dict[int, str] = {}
-    for chunk, id_in in _id_chunks(conn, ids):
+    for id_in in id_conditions(conn, sessions_t.c.id, ids):
         rows = conn.execute(
             sa.update(sessions_t)
-            .where(id_in(sessions_t.c.id, chunk), sessions_t.c.ended_at.is_(None))
+            .where(id_in, sessions_t.c.ended_at.is_(None))
             .where(condition if condition is not None else sa.true())
             .values(ended_at=when, end_reason=reason, ended_by=actor)
             .returning(sessions_t.c.id, sessions_t.c.user_name)
@@ -334,10 +323,10 @@ def end_sessions(
         product_names = {v: k for k, v in catalog.products.items()}
         type_names = catalog.type_names()
     ended_ids = sorted(ended)
-    for chunk, id_in in _id_chunks(conn, ended_ids):
+    for id_in in id_conditions(conn, holds_t.c.session_id, ended_ids):
         released = conn.execute(
             sa.update(holds_t)
-            .where(id_in(holds_t.c.session_id, chunk), holds_t.c.released_at.is_(None))
+            .where(id_in, holds_t.c.released_at.is_(None))
             .values(released_at=when)
             .returning(holds_t.c.session_id, holds_t.c.product_id, holds_t.c.license_type_id)
         ).all()
