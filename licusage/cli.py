@@ -11,14 +11,14 @@ import csv
 import errno
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, NoReturn, TextIO, TypeVar, cast
+from typing import Any, NoReturn, TypeVar
 
 import click
 import pandas as pd
-from click.utils import PacifyFlushWrapper
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
@@ -79,9 +79,10 @@ class LicusageGroup(click.Group):
         except OSError as error:
             if error.errno != errno.EPIPE:
                 raise
-            # the reader went away (``licusage sessions | head``): exit quietly, as click does
-            sys.stdout = cast(TextIO, PacifyFlushWrapper(sys.stdout))
-            sys.stderr = cast(TextIO, PacifyFlushWrapper(sys.stderr))
+            # the reader went away (``licusage sessions | head``): point stdout at devnull so
+            # that the interpreter's final flush cannot fail again, and exit quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
