@@ -14,7 +14,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import clock
 from .db import store_operation, write
 from .errors import InvalidInput, PermissionDenied
 from .models import holds_t, pools_t, sessions_t
@@ -26,7 +25,9 @@ from .sessions import (
     check_session_id,
     end_sessions,
     id_conditions,
+    lock_all_pools,
     record_audit,
+    write_time,
 )
 
 ADMIN = "admin"
@@ -170,10 +171,11 @@ def reap_idle(
         if not isinstance(idle_over, timedelta) or idle_over < timedelta(0):
             raise InvalidInput(f"idle_over must be a non-negative timedelta, not {idle_over!r}")
     actor = check_actor(actor)
-    now = clock.to_db(clock.now())
-    assert now is not None
     # a dry run only reads: it need not take SQLite's write lock
     with engine.connect() if dry_run else write(engine) as conn:
+        if not dry_run:  # the pools first, then the time (see sessions.write_time)
+            lock_all_pools(conn)
+        now = write_time(conn)
         limits = _candidate_limits(conn, idle_over, now)
         by_limit: dict[timedelta, list[int]] = {}
         idle: dict[int, timedelta] = {}

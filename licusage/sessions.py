@@ -105,6 +105,49 @@ def _lock_pools(conn: Connection, pool_ids: Sequence[int]) -> dict[int, int]:
     return {row.id: row.seats for row in conn.execute(query)}
 
 
+def write_time(conn: Connection, at: datetime | None = None) -> datetime:
+    """The time a write stamps, taken inside the serialised write (pools locked, or SQLite's
+    write lock held): `at` when the caller gives one, else now, but never earlier than the
+    latest release the store has recorded (a clock that stepped back, or another host's clock,
+    cannot make a grant look older than the release that made room for it)."""
+    if at is not None:
+        return clock.current_db_time(at)
+    now = clock.current_db_time()
+    latest = conn.execute(
+        sa.select(sa.func.max(holds_t.c.released_at)).where(holds_t.c.released_at.is_not(None))
+    ).scalar()
+    return max(now, latest) if latest is not None else now
+
+
+def _greatest(conn: Connection, *values: sa.ColumnElement[datetime]) -> sa.ColumnElement[datetime]:
+    return sa.func.max(*values) if is_sqlite(conn) else sa.func.greatest(*values)
+
+
+def lock_session_pools(conn: Connection, session_ids: list[int]) -> None:
+    """On PostgreSQL, lock the pools the given sessions hold licenses of (in id order, as a
+    login does), so an end and a login of the same pool are serialised like on SQLite."""
+    if is_sqlite(conn):
+        return
+    pool_ids: set[int] = set()
+    for id_in in id_conditions(conn, holds_t.c.session_id, session_ids):
+        pool_ids.update(
+            conn.execute(
+                sa.select(holds_t.c.pool_id)
+                .where(id_in, holds_t.c.released_at.is_(None))
+                .distinct()
+            ).scalars()
+        )
+    if pool_ids:
+        _lock_pools(conn, sorted(pool_ids))
+
+
+def lock_all_pools(conn: Connection) -> None:
+    """On PostgreSQL, lock every pool row (a reap ends sessions of any pool, in several steps:
+    taking all the locks first, in id order, cannot deadlock with a login)."""
+    if not is_sqlite(conn):
+        conn.execute(sa.select(pools_t.c.id).order_by(pools_t.c.id).with_for_update()).all()
+
+
 def _decide(conn: Connection, pool: Pool, seats: int, user: str, at: datetime) -> str | None:
     """None when `user` may take a license of `pool` now, else the denial reason."""
     if pool.expires_at is not None and pool.expires_at <= at:
@@ -158,11 +201,13 @@ def login(
     least one license was granted, or when none was asked for.
     """
     user = check_user(user)
-    when = clock.current_db_time(at)
     with write(engine) as conn:
         catalog = read_catalog(conn)
         pools = _requested_pools(catalog, licenses)
         seats = _lock_pools(conn, [p.id for p in pools])
+        # stamped only now that the pools are ours: a login that waited behind another write
+        # is granted after that write's releases, and its history says so
+        when = write_time(conn, at)
         granted: list[Pool] = []
         denied: dict[str, str] = {}
         for pool in pools:
@@ -302,16 +347,24 @@ def end_sessions(
     Releases their licenses and (with `audit`) writes one audit event per session ended, naming
     the licenses it freed. Returns the ids this call ended; the rest had already ended or do not
     exist (or fail `condition`, checked in the same UPDATE). Never deletes anything.
+
+    The end is stamped after the pools concerned are locked (see :func:`write_time`), and never
+    before a session's own start.
     """
-    when = clock.current_db_time(at)
     ids = sorted(set(session_ids))
+    lock_session_pools(conn, ids)
+    when = write_time(conn, at)
     ended: dict[int, str] = {}
     for id_in in id_conditions(conn, sessions_t.c.id, ids):
         rows = conn.execute(
             sa.update(sessions_t)
             .where(id_in, sessions_t.c.ended_at.is_(None))
             .where(condition if condition is not None else sa.true())
-            .values(ended_at=when, end_reason=reason, ended_by=actor)
+            .values(
+                ended_at=_greatest(conn, sa.literal(when, sa.DateTime), sessions_t.c.started_at),
+                end_reason=reason,
+                ended_by=actor,
+            )
             .returning(sessions_t.c.id, sessions_t.c.user_name)
         ).all()
         ended.update({row.id: row.user_name for row in rows})
@@ -327,7 +380,9 @@ def end_sessions(
         released = conn.execute(
             sa.update(holds_t)
             .where(id_in, holds_t.c.released_at.is_(None))
-            .values(released_at=when)
+            .values(
+                released_at=_greatest(conn, sa.literal(when, sa.DateTime), holds_t.c.granted_at)
+            )
             .returning(holds_t.c.session_id, holds_t.c.product_id, holds_t.c.license_type_id)
         ).all()
         if audit:
