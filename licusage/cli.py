@@ -7,9 +7,7 @@ with code 2 and one line on stderr, having changed nothing.
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import os
 import sys
@@ -22,7 +20,7 @@ import pandas as pd
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from . import actions, durations, queries
+from . import actions, durations, export, queries
 from . import db as store_db
 from . import demo as demo_data
 from .errors import InvalidInput, LicusageError
@@ -242,11 +240,8 @@ def usage_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _write_csv(records: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
-    click.echo(buffer.getvalue(), nl=False)
+    """CSV by the rules of :mod:`licusage.export` (no cell runs as a formula)."""
+    click.echo(export.records_csv(records, columns), nl=False)
 
 
 def _plural(count: int, word: str) -> str:

@@ -18,7 +18,7 @@ import panel as pn
 import param
 from sqlalchemy.engine import Engine
 
-from .. import queries
+from .. import export, queries
 from ..errors import LicusageError
 from .format import local_zone, viewer_zone
 from .window import DayRangeView
@@ -166,11 +166,9 @@ class AuditView(DayRangeView):
 
     def csv(self) -> io.StringIO:
         """The whole filtered trail (every page) as CSV."""
-        out = io.StringIO()
-        if self.trail is not None:
-            self.trail.to_csv(out, index=False)
-        out.seek(0)
-        return out
+        if self.trail is None:
+            return io.StringIO()
+        return export.frame_csv_file(self.trail)  # no cell runs as a formula
 
     @param.depends()  # evaluated once, when first drawn; Refresh (or a filter) reads again
     def _shown(self) -> pn.viewable.Viewable:

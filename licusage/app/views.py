@@ -17,6 +17,7 @@ import param
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
+from .. import export
 from ..actions import ADMIN
 from . import format as fmt
 from .explorer import IDLE_CHOICES, NEAR_FULL, LogoutPreview, SessionExplorer
@@ -371,11 +372,9 @@ class ResultsView(Viewer):
 
     def _csv(self) -> io.StringIO:
         frame = self._ex.whole_result()  # all rows, even while the Run's rest is being read
-        out = io.StringIO()
-        if frame is not None:
-            fmt.export_frame(frame).to_csv(out, index=False)
-        out.seek(0)
-        return out
+        if frame is None:
+            return io.StringIO()
+        return export.frame_csv_file(fmt.export_frame(frame))  # no cell runs as a formula
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
