@@ -20,7 +20,6 @@ from .models import holds_t, pools_t, sessions_t
 from .sessions import (
     ADMIN_LOGOUT,
     IDLE_TIMEOUT,
-    MAX_USER_LENGTH,
     check_reason,
     check_session_id,
     end_sessions,
@@ -29,6 +28,7 @@ from .sessions import (
     record_audit,
     write_time,
 )
+from .validation import check_actor, check_time, identity_of
 
 ADMIN = "admin"
 VIEWER = "viewer"
@@ -61,15 +61,6 @@ def _check_ids(session_ids: Iterable[int]) -> list[int]:
     return sorted({check_session_id(value) for value in session_ids})
 
 
-def check_actor(actor: object) -> str:
-    """`actor` stripped, if it names who acts; else :class:`~licusage.errors.InvalidInput`."""
-    if not isinstance(actor, str) or not actor.strip() or "\x00" in actor:
-        raise InvalidInput(f"actor must name who acts (non-empty text), not {actor!r}")
-    if len(actor.strip()) > MAX_USER_LENGTH:
-        raise InvalidInput(f"actor is at most {MAX_USER_LENGTH} characters long")
-    return actor.strip()
-
-
 @store_operation
 def logout_sessions(
     engine: Engine,
@@ -85,21 +76,23 @@ def logout_sessions(
 
     Idempotent: ids already ended are reported in ``already_ended``, ids not in the store in
     ``unknown``. With `spare_own`, sessions of the user named `actor` are left running and
-    reported in ``spared``. Malformed input raises :class:`~licusage.errors.InvalidInput` and
+    reported in ``spared`` (compared by identity: ``Alice`` spares ``alice``'s). Malformed input raises :class:`~licusage.errors.InvalidInput` and
     changes nothing.
     """
     ids = _check_ids(session_ids)
     actor = check_actor(actor)
     reason = check_reason(reason)
+    at = check_time(at)
     if not ids:
         return LogoutResult()
+    me = identity_of(actor)
     with write(engine) as conn:
-        known: dict[int, str] = {}
+        known: dict[int, str] = {}  # id -> the user's identity
         for id_in in id_conditions(conn, sessions_t.c.id, ids):
             known.update(
-                conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_name).where(id_in)).all()
+                conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_key).where(id_in)).all()
             )
-        spared = [i for i in ids if spare_own and known.get(i) == actor]
+        spared = [i for i in ids if spare_own and known.get(i) == me]
         targets = [i for i in ids if i in known and i not in set(spared)]
         ended = end_sessions(conn, targets, actor=actor, reason=reason, at=at, origin=origin)
     ended_set = set(ended)

@@ -458,7 +458,7 @@ def _rows(
             product_ids.tolist(),
             spread(hold_parts, 2)[in_order].tolist(),
             spread(hold_parts, 3)[in_order].tolist(),
-            _pick(user_names_, rows),
+            _pick(_pick(keys, user), rows),  # holds keep the identity
             _pick(started, rows),
             _pick(ended, rows),
         ],
@@ -472,7 +472,7 @@ def _rows(
         ["at", "user_name", "host", "product_id", "license_type_id", "pool_id", "reason"],
         [
             _timestamps(s.start[refused]),
-            _pick(names, s.user[refused]),
+            _pick(keys, s.user[refused]),
             _pick(hosts, s.host[refused]),
             spread(denial_parts, 1)[by_time].tolist(),
             spread(denial_parts, 2)[by_time].tolist(),
@@ -487,7 +487,7 @@ def _rows(
         pool = cat.pool(product, NAMED_USER)
         if pool is None:
             continue
-        members = sorted(_pick(names, np.flatnonzero(named[:, column])))
+        members = sorted(_pick(keys, np.flatnonzero(named[:, column])))
         assign_rows[0] += [pool.id] * len(members)
         assign_rows[1] += members
         assign_rows[2] += [assigned_at] * len(members)

@@ -14,6 +14,7 @@ from . import clock
 from .db import store_operation, write
 from .errors import InvalidInput, UnknownLicenseType, UnknownProduct
 from .models import CONCURRENT, NAMED, assignments_t, pools_t, products_t, types_t
+from .validation import user_identity
 
 DEFAULT_PRODUCTS = ("Case Management", "Reports Only", "RD Agent Assist", "RD Email Management")
 NAMED_USER = "Named User"
@@ -200,7 +201,7 @@ def assign_named(engine: Engine, product: str, user: str, license_type: str = NA
 
     Raises :class:`InvalidInput` when the pool has no seat left for another name.
     """
-    user = _check_name(user, "user")
+    user = user_identity(user)  # named seats belong to identities: Alice is alice
     with write(engine) as conn:
         pool = read_catalog(conn).pool(product, license_type)
         if pool is None:
@@ -233,6 +234,7 @@ def assign_named(engine: Engine, product: str, user: str, license_type: str = NA
 @store_operation
 def unassign_named(engine: Engine, product: str, user: str, license_type: str = NAMED_USER) -> bool:
     """Remove `user` from the named pool of `product`. Returns False if they were not named."""
+    user = user_identity(user)
     with write(engine) as conn:
         pool = read_catalog(conn).pool(product, license_type)
         if pool is None:

@@ -302,7 +302,7 @@ def _write(
                         "product_id": pool.product_id,
                         "license_type_id": pool.license_type_id,
                         "pool_id": pool.id,
-                        "user_name": plan.user,
+                        "user_name": user_key(plan.user),  # holds keep the identity
                         "granted_at": plan.start,
                         "released_at": plan.end,
                     }
@@ -314,7 +314,7 @@ def _write(
             denial_rows.append(
                 {
                     "at": at,
-                    "user_name": user,
+                    "user_name": user_key(user),
                     "host": host,
                     "product_id": pool.product_id,
                     "license_type_id": pool.license_type_id,
@@ -326,7 +326,7 @@ def _write(
         assignment_rows = [
             {
                 "pool_id": named_pool_ids[product],
-                "user_name": user,
+                "user_name": user_key(user),
                 "assigned_at": now - timedelta(days=400),
             }
             for product, users_ in named.items()

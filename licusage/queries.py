@@ -19,6 +19,7 @@ from .db import is_sqlite, store_operation
 from .errors import InvalidInput
 from .models import audit_t, denials_t, holds_t, sessions_t
 from .sessions import check_session_id, id_conditions
+from .validation import lenient_identity
 
 BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle"]
 MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
@@ -45,10 +46,10 @@ def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
         return None
     if not isinstance(user, str):
         raise InvalidInput(f"user filter must be text, not {user!r}")
-    needle = user.strip().casefold()
+    needle = lenient_identity(user)  # what sessions.user_key holds (licusage.validation)
     if not needle:
         return None
-    if "\x00" in needle or len(needle) > MAX_USER_KEY:
+    if len(needle) > MAX_USER_KEY:
         return sa.false()  # no stored user name can contain it
     return sessions_t.c.user_key.contains(needle, autoescape=True)
 
@@ -247,10 +248,12 @@ def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFra
             rows += conn.execute(
                 sa.select(
                     holds_t.c.session_id,
-                    holds_t.c.user_name,
+                    sessions_t.c.user_name,  # the spelling (holds keep the identity)
                     holds_t.c.product_id,
                     holds_t.c.license_type_id,
-                ).where(id_in, holds_t.c.released_at.is_(None))
+                )
+                .join(sessions_t, sessions_t.c.id == holds_t.c.session_id)
+                .where(id_in, holds_t.c.released_at.is_(None))
             ).all()
     product_names = {v: k for k, v in catalog.products.items()}
     type_names = catalog.type_names()
@@ -446,7 +449,7 @@ def session_usage_counts(
             except OverflowError:
                 conditions.append(sa.false())
         sessions, users = conn.execute(
-            sa.select(sa.func.count(), sa.func.count(sa.distinct(s.c.user_name)))
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(s.c.user_key)))
             .select_from(from_clause)
             .where(*conditions)
         ).one()

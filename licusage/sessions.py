@@ -27,6 +27,15 @@ from .catalog import Catalog, Pool, read_catalog
 from .db import is_sqlite, store_operation, write
 from .errors import InvalidInput
 from .models import NAMED, assignments_t, audit_t, denials_t, holds_t, pools_t, sessions_t
+from .validation import (
+    check_actor,
+    check_host,
+    check_licenses,
+    check_time,
+    check_user,
+    identity_of,
+    lenient_identity,
+)
 
 # denial reasons
 POOL_FULL = "pool_full"
@@ -38,8 +47,6 @@ USER_LOGOUT = "user_logout"
 ADMIN_LOGOUT = "admin_logout"
 IDLE_TIMEOUT = "idle_timeout"
 
-# the width of the user name columns
-MAX_USER_LENGTH = 200
 MAX_REASON_LENGTH = 50
 
 # the range of the INTEGER id column (PostgreSQL's; the same schema on SQLite)
@@ -62,17 +69,6 @@ class LoginResult:
         return not self.denied and self.session_id is not None
 
 
-def check_user(user: object) -> str:
-    """`user` if it is a usable user name, else :class:`InvalidInput`."""
-    if not isinstance(user, str) or not user.strip():
-        raise InvalidInput(f"user must be a non-empty string, not {user!r}")
-    if "\x00" in user:
-        raise InvalidInput("user may not contain NUL characters")
-    if len(user_key(user)) > MAX_USER_LENGTH:
-        raise InvalidInput(f"user names are at most {MAX_USER_LENGTH} characters long")
-    return user
-
-
 def check_reason(reason: object) -> str:
     """`reason` if it is a usable end reason (short text such as ``admin_logout``)."""
     if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
@@ -93,8 +89,9 @@ def check_session_id(value: object) -> int:
 
 
 def user_key(user: str) -> str:
-    """The form of a user name the case-insensitive filter compares."""
-    return user.casefold()
+    """The identity of a user name (see :mod:`licusage.validation`): what seats are counted by,
+    named seats are assigned to and the user filter searches. Lenient: for stored names."""
+    return lenient_identity(user)
 
 
 def _lock_pools(conn: Connection, pool_ids: Sequence[int]) -> dict[int, int]:
@@ -176,8 +173,6 @@ def _decide(conn: Connection, pool: Pool, seats: int, user: str, at: datetime) -
 
 
 def _requested_pools(catalog: Catalog, licenses: Mapping[str, str]) -> list[Pool]:
-    if not isinstance(licenses, Mapping):
-        raise InvalidInput("licenses must map product names to license type names")
     pools = []
     for product, license_type in licenses.items():
         catalog.type_id(product, license_type)  # raises UnknownProduct / UnknownLicenseType
@@ -198,9 +193,16 @@ def login(
     """Start a session of `user` asking for `licenses` (product -> license type).
 
     Grants what the pools allow and records a denial for the rest. A session is created when at
-    least one license was granted, or when none was asked for.
+    least one license was granted, or when none was asked for. Seats are counted by the user's
+    identity (``Alice`` and ``alice `` are one user); the session keeps the spelling given.
+    Every argument is checked first (:mod:`licusage.validation`): a malformed one raises
+    :class:`InvalidInput` and records nothing.
     """
     user = check_user(user)
+    key = identity_of(user)
+    licenses = check_licenses(licenses)
+    host = check_host(host)
+    at = check_time(at)
     with write(engine) as conn:
         catalog = read_catalog(conn)
         pools = _requested_pools(catalog, licenses)
@@ -211,7 +213,7 @@ def login(
         granted: list[Pool] = []
         denied: dict[str, str] = {}
         for pool in pools:
-            reason = _decide(conn, pool, seats[pool.id], user, when)
+            reason = _decide(conn, pool, seats[pool.id], key, when)
             if reason is None:
                 granted.append(pool)
             else:
@@ -222,7 +224,7 @@ def login(
                 [
                     {
                         "at": when,
-                        "user_name": user,
+                        "user_name": key,
                         "host": host,
                         "product_id": pool.product_id,
                         "license_type_id": pool.license_type_id,
@@ -239,7 +241,7 @@ def login(
             sa.insert(sessions_t)
             .values(
                 user_name=user,
-                user_key=user_key(user),
+                user_key=key,
                 host=host,
                 started_at=when,
                 last_activity=when,
@@ -255,7 +257,7 @@ def login(
                         "product_id": pool.product_id,
                         "license_type_id": pool.license_type_id,
                         "pool_id": pool.id,
-                        "user_name": user,
+                        "user_name": key,  # seats count identities
                         "granted_at": when,
                     }
                     for pool in granted
@@ -268,7 +270,7 @@ def login(
 def touch(engine: Engine, session_id: int, at: datetime | None = None) -> bool:
     """Record activity on a session. Returns False when the session has ended or is unknown."""
     session_id = check_session_id(session_id)
-    when = clock.current_db_time(at)
+    when = clock.current_db_time(check_time(at))
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(sessions_t)
@@ -296,8 +298,9 @@ def end(
     """
     session_id = check_session_id(session_id)
     reason = check_reason(reason)
+    at = check_time(at)
     if actor is not None:
-        actor = check_user(actor)
+        actor = check_actor(actor)
     with write(engine) as conn:
         owner = conn.execute(
             sa.select(sessions_t.c.user_name).where(sessions_t.c.id == session_id)

@@ -418,8 +418,10 @@ def test_pool_label():
 def test_odd_user_names_survive_the_fast_fetch(engine, frozen):
     frozen.set(DAY)
     catalog.add_pool(engine, CM, CU, 5)
-    odd = "odd\x1fname,with;separators"
-    for user in (odd, "plain"):
+    # control characters such as the fetch's separator are refused at login (issue 15); the
+    # history keeps identities, so "Odd" is counted as "odd"
+    odd = "odd name,with;separators|and\\escapes"
+    for user in (odd.upper(), "plain"):
         result = sessions.login(engine, user, {CM: CU}, at=at("08:00"))
         sessions.end(engine, result.session_id, at=at("09:00"))
     frozen.set(NOW)

@@ -48,10 +48,11 @@ def test_named_pool_grants_only_assigned_users(engine, frozen):
     assert denial["at"] == clock.current_db_time()
 
 
-def test_named_users_are_matched_exactly(engine):
+def test_named_users_are_matched_by_identity(engine):
     catalog.add_pool(engine, CM, "Named User", 2)
     catalog.assign_named(engine, CM, "alice")
-    assert not sessions.login(engine, "Alice", {CM: "Named User"}).ok
+    assert sessions.login(engine, "Alice ", {CM: "Named User"}).ok  # one person (issue 15)
+    assert not sessions.login(engine, "alicia", {CM: "Named User"}).ok
 
 
 # --- concurrent pools --------------------------------------------------------------------------
