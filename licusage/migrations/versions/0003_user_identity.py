@@ -22,6 +22,7 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -64,11 +65,11 @@ def upgrade() -> None:
     a = sa.table(
         "named_assignments", sa.column("pool_id"), sa.column("user_name"), sa.column("assigned_at")
     )
-    merged: dict[tuple[int, str], object] = {}
+    merged: dict[tuple[int, str], datetime] = {}
     rows = conn.execute(sa.select(a.c.pool_id, a.c.user_name, a.c.assigned_at)).all()
     for pool_id, name, assigned_at in rows:
         key = (pool_id, identity(name))
-        if key not in merged or assigned_at < merged[key]:  # type: ignore[operator]
+        if key not in merged or assigned_at < merged[key]:
             merged[key] = assigned_at
     if any(identity(name) != name for _, name, _ in rows):
         conn.execute(sa.delete(a))
