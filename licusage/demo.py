@@ -1,9 +1,19 @@
-"""A deterministic demo store: the seed's four products, realistic users and session history.
+"""A deterministic demo store: a customer-service centre using the seed's four products.
+
+The suite the seed describes (case management, agent assist, e-mail management) runs a contact
+centre, so the demo models one: agents in three regions (APAC, EMEA, Americas) work early, day
+and late shifts in their own time zone, so the centre is staffed at every hour ("follow the
+sun"); supervisors, analysts and the back office work office hours on weekdays. Weekends and
+public holidays (1 January, 25 December) are staffed thinner: each agent works one weekend day
+of two. A 200-user demo therefore has live sessions at any hour of any day (at least 20; most
+on weekday afternoons UTC, when EMEA and the Americas overlap), some of them idle (a break, a
+session left open until the idle policy ends it) and some logins denied when pools run full.
 
 The generator simulates the suite in memory with the same seat rules as
 :func:`licusage.sessions.login` (named users must be assigned; a concurrent pool admits at most
 ``seats`` distinct users; a user's second session reuses their seat), then bulk-inserts the
-result. Logins the rules refuse become denials.
+result. Logins the rules refuse become denials. The same ``users``, ``days``, ``seed`` and
+``now`` always give the same store.
 """
 
 from __future__ import annotations
@@ -30,22 +40,53 @@ NAMED_USER, CONCURRENT_USER = catalog.NAMED_USER, catalog.CONCURRENT_USER
 
 # seats per pool as a share of the user count
 SEAT_SHARES: dict[tuple[str, str], float] = {
-    (CM, NAMED_USER): 0.15,
-    (CM, CONCURRENT_USER): 0.55,
-    (RO, NAMED_USER): 0.04,
-    (RO, CONCURRENT_USER): 0.16,
-    (AA, NAMED_USER): 0.10,
-    (AA, CONCURRENT_USER): 0.33,
-    (EM, CONCURRENT_USER): 0.55,
+    (CM, NAMED_USER): 0.10,
+    (CM, CONCURRENT_USER): 0.32,
+    (RO, NAMED_USER): 0.03,
+    (RO, CONCURRENT_USER): 0.07,
+    (AA, NAMED_USER): 0.08,
+    (AA, CONCURRENT_USER): 0.22,
+    (EM, CONCURRENT_USER): 0.34,
 }
 
 # role -> (share of users, products used)
 ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
-    "agent": (0.55, (CM, AA, EM)),
-    "supervisor": (0.12, (CM, RO)),
-    "analyst": (0.13, (RO,)),
-    "back_office": (0.20, (CM, EM)),
+    "agent": (0.65, (CM, AA, EM)),
+    "supervisor": (0.10, (CM, RO)),
+    "analyst": (0.08, (RO,)),
+    "back_office": (0.17, (CM, EM)),
 }
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a share of the staff works: a fixed UTC offset (the demo has no daylight saving)."""
+
+    name: str
+    utc_offset: int
+    share: float
+
+
+REGIONS: tuple[Region, ...] = (
+    Region("APAC", 10, 0.32),
+    Region("EMEA", 1, 0.36),
+    Region("Americas", -6, 0.32),
+)
+
+# agent shift -> (local start hour, share of a region's agents); a shift is about 8.5 h long
+SHIFTS: dict[str, tuple[float, float]] = {
+    "early": (6.0, 0.32),
+    "day": (9.0, 0.40),
+    "late": (14.5, 0.28),
+}
+OFFICE_START = 8.5  # local hour: supervisors, analysts, the back office (weekdays only)
+SHIFT_HOURS = 8.5
+THIN_SHIFT_HOURS = 10.0  # weekend and holiday agent shifts are longer: fewer people cover them
+ABSENCE = 0.05  # share of rostered days someone is away (leave, sickness)
+HOLIDAYS = ((1, 1), (12, 25))  # local (month, day): staffed like a weekend
+BREAK_IDLE = 0.15  # share of people at work whose session sits idle (a break, a meeting)
+FORGOTTEN = 0.05  # share of sessions left open, until the idle policy ends them
+IDLE_POLICY = timedelta(hours=8)
 
 FIRST = (
     "alice bob carol dave erin frank grace heidi ivan judy karl laura mallory niaj olivia peggy "
@@ -83,6 +124,17 @@ class _Plan:
     granted: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Staff:
+    """One demo user: role, region, shift (``office`` for the non-agent roles), weekend rota."""
+
+    name: str
+    role: str
+    region: Region
+    shift: str
+    rota: int  # 0, 1 or 2: an agent is off one weekend day or holiday in three
+
+
 def user_names(count: int) -> list[str]:
     """`count` distinct, readable user names (``alice.smith``, ``bob.jones2``, ...)."""
     names = []
@@ -98,16 +150,45 @@ def _seat_count(users: int, share: float) -> int:
     return max(1, round(users * share))
 
 
-def _assign_roles(names: list[str], rng: random.Random) -> dict[str, str]:
-    roles = list(ROLES)
-    weights = [ROLES[r][0] for r in roles]
-    return {name: rng.choices(roles, weights)[0] for name in names}
+def _by_shares(items: list[str], shares: dict[str, float]) -> dict[str, str]:
+    """Deal `items` (already shuffled) to keys in proportion to `shares`, exactly and in order."""
+    total = sum(shares.values())
+    keys = list(shares)
+    dealt: dict[str, str] = {}
+    given = dict.fromkeys(keys, 0)
+    for index, item in enumerate(items):
+        # the key furthest behind its quota after this item gets it (largest-remainder dealing)
+        key = max(keys, key=lambda k: (index + 1) * shares[k] / total - given[k])
+        given[key] += 1
+        dealt[item] = key
+    return dealt
+
+
+def staff(names: list[str], rng: random.Random) -> dict[str, Staff]:
+    """Roles, regions, shifts and weekend rotas of the demo's users, in set proportions."""
+    order = names[:]
+    rng.shuffle(order)
+    roles = _by_shares(order, {role: share for role, (share, _) in ROLES.items()})
+    regions = {region.name: region for region in REGIONS}
+    people: dict[str, Staff] = {}
+    for role in ROLES:
+        members = [n for n in order if roles[n] == role]
+        region_of = _by_shares(members, {r.name: r.share for r in REGIONS})
+        for region in REGIONS:
+            here = [n for n in members if region_of[n] == region.name]
+            if role == "agent":
+                shift_of = _by_shares(here, {s: share for s, (_, share) in SHIFTS.items()})
+            else:
+                shift_of = dict.fromkeys(here, "office")
+            for index, name in enumerate(here):
+                people[name] = Staff(name, role, regions[region.name], shift_of[name], index % 3)
+    return people
 
 
 def _named_users(
     names: list[str], roles: dict[str, str], seats: dict[tuple[str, str], int], rng: random.Random
 ) -> dict[str, set[str]]:
-    """product -> users assigned to its named pool (heaviest users of the product first)."""
+    """product -> users assigned to its named pool."""
     named: dict[str, set[str]] = {}
     for (product, license_type), count in seats.items():
         if license_type != NAMED_USER:
@@ -118,43 +199,69 @@ def _named_users(
     return named
 
 
+def is_thin_day(local_day: datetime) -> bool:
+    """A weekend day or a public holiday: only agents work, fewer of them, longer shifts."""
+    return local_day.weekday() >= 5 or (local_day.month, local_day.day) in HOLIDAYS
+
+
+def is_day_off(person: Staff, local_day: datetime) -> bool:
+    """Whether `person` is off on `local_day` by the roster (before any absence): office roles
+    work weekdays, agents also two weekend days or holidays of three (by their rota)."""
+    if not is_thin_day(local_day):
+        return False
+    if person.shift == "office":
+        return True
+    return (local_day.toordinal() + person.rota) % 3 == 0
+
+
 def _plan_day(
-    user: str,
+    person: Staff,
     host: str,
-    day: datetime,
-    products: tuple[str, ...],
+    local_day: datetime,
     rng: random.Random,
     now: datetime,
 ) -> Iterator[_Plan]:
-    """One user's sessions on one day, following a working-hours pattern."""
-    weekend = day.weekday() >= 5
-    if (weekend and rng.random() > 0.05) or rng.random() < 0.08:
+    """One person's sessions on one local day, following their shift; times in UTC."""
+    off = is_day_off(person, local_day)
+    absent = rng.random() < ABSENCE
+    if off or absent:
         return
-    start = day + timedelta(hours=min(max(rng.gauss(8.5, 0.9), 6.0), 12.0))
-    finish = start + timedelta(hours=max(rng.gauss(8.0, 1.2), 2.0))
+    products = ROLES[person.role][1]
+    day = local_day - timedelta(hours=person.region.utc_offset)  # local midnight in UTC
+    if person.shift == "office":
+        begin_hour = min(max(rng.gauss(OFFICE_START, 0.8), 6.5), 11.0)
+        hours = max(rng.gauss(8.0, 1.0), 4.0)
+    else:
+        begin_hour = SHIFTS[person.shift][0] + min(max(rng.gauss(0, 0.2), -0.5), 0.5)
+        usual = THIN_SHIFT_HOURS if is_thin_day(local_day) else SHIFT_HOURS
+        hours = min(max(rng.gauss(usual, 0.4), usual - 1.5), usual + 1.0)
+    start = day + timedelta(hours=begin_hour)
+    finish = start + timedelta(hours=hours)
     count = rng.choices((1, 2, 3), (0.6, 0.3, 0.1))[0]
     length = (finish - start) / count
     for index in range(count):
-        begin = start + length * index + timedelta(minutes=rng.uniform(0, 20) if index else 0)
-        stop = start + length * (index + 1) - timedelta(minutes=rng.uniform(0, 15))
+        begin = start + length * index + timedelta(minutes=rng.uniform(0, 15) if index else 0)
+        stop = start + length * (index + 1) - timedelta(minutes=rng.uniform(0, 10))
+        used = tuple(p for p in products if rng.random() < 0.93) or products[:1]
+        forgotten = rng.random() < FORGOTTEN
+        on_break = rng.random() < BREAK_IDLE
         if begin >= now:
             return
-        used = tuple(p for p in products if rng.random() < 0.93) or products[:1]
-        forgotten = rng.random() < 0.01
         if stop > now and not forgotten:
-            # working right now: open, active within the last minutes
-            last = max(begin, now - timedelta(minutes=rng.expovariate(1 / 6)))
-            yield _Plan(user, host, begin, last, None, None, used)
+            # working right now: active within the last minutes, or idle on a break
+            idle = rng.uniform(20, 120) if on_break else rng.expovariate(1 / 5)
+            last = max(begin, now - timedelta(minutes=idle))
+            yield _Plan(person.name, host, begin, last, None, None, used)
         elif forgotten:
-            # left open: reaped by the site's idle policy after 8 h, unless that is still ahead
+            # left open: ended by the site's idle policy, unless that is still ahead
             last = min(stop, now - timedelta(minutes=5))
-            reaped = last + timedelta(hours=8)
+            reaped = last + IDLE_POLICY
             if reaped <= now:
-                yield _Plan(user, host, begin, last, reaped, "idle_timeout", used)
+                yield _Plan(person.name, host, begin, last, reaped, "idle_timeout", used)
             else:
-                yield _Plan(user, host, begin, last, None, None, used)
+                yield _Plan(person.name, host, begin, last, None, None, used)
         else:
-            yield _Plan(user, host, begin, stop, stop, "user_logout", used)
+            yield _Plan(person.name, host, begin, stop, stop, "user_logout", used)
 
 
 def _simulate(
@@ -199,6 +306,65 @@ def _batches(rows: list[dict], label: str, progress: bool) -> Iterator[list[dict
         yield rows[start : start + BATCH]
 
 
+@dataclass
+class DemoPlan:
+    """What :func:`generate` writes, simulated in memory: pools, named users, sessions, denials."""
+
+    now: datetime
+    seats: dict[tuple[str, str], int]
+    named: dict[str, set[str]]
+    staff: dict[str, Staff]
+    plans: list[_Plan]
+    denials: list[tuple[datetime, str, str, str, str, str]]
+
+    def open_sessions(self) -> list[_Plan]:
+        """The sessions still open at `now` (each holds at least one license)."""
+        return [p for p in self.plans if p.granted and p.end is None]
+
+
+def _check_sizes(users: int, days: int, seed: int) -> None:
+    for name, value, low in (("users", users, 1), ("days", days, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidInput(f"{name} must be a whole number >= {low}, not {value!r}")
+
+
+def simulate(
+    users: int = 200,
+    days: int = 14,
+    seed: int = 0,
+    now: datetime | None = None,
+    progress: bool = False,
+) -> DemoPlan:
+    """The demo store :func:`generate` would write, without writing it (deterministic).
+
+    Raises :class:`~licusage.errors.InvalidInput` for sizes below 1 (a seed below 0).
+    """
+    _check_sizes(users, days, seed)
+    at = clock.current_db_time(now)
+    rng = random.Random(seed)
+    names = user_names(users)
+    people = staff(names, rng)
+    roles = {name: person.role for name, person in people.items()}
+    seats = {key: _seat_count(users, share) for key, share in SEAT_SHARES.items()}
+    named = _named_users(names, roles, seats, rng)
+    hosts = {name: f"ws-{index:05d}" for index, name in enumerate(names)}
+
+    plans: list[_Plan] = []
+    # local days, from the day before the window (a night shift reaching into it) to today
+    first_day = (at - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_iter = [first_day + timedelta(days=d) for d in range(days + 3)]
+    for day in tqdm(
+        day_iter, desc="simulating days", unit="day", disable=not progress, leave=False
+    ):
+        for name in names:
+            host = hosts[name] if rng.random() < 0.85 else f"vdi-{rng.randrange(40):02d}"
+            plans.extend(_plan_day(people[name], host, day, rng, at))
+    plans = [p for p in plans if p.start >= at - timedelta(days=days)]
+    plans.sort(key=lambda p: (p.start, p.user))
+    denials = _simulate(plans, seats, named)
+    return DemoPlan(at, seats, named, people, plans, denials)
+
+
 @store_operation
 def generate(
     engine: Engine,
@@ -210,14 +376,11 @@ def generate(
 ) -> DemoSummary:
     """Fill an empty store with `days` of history of `users` users, ending at `now`.
 
-    The same `users`, `days`, `seed` and `now` always give the same store. Raises
-    :class:`~licusage.errors.InvalidInput` if the store already holds sessions.
+    The same `users`, `days`, `seed` and `now` always give the same store (see
+    :func:`simulate`). Raises :class:`~licusage.errors.InvalidInput` if the store already holds
+    sessions.
     """
-    for name, value, low in (("users", users, 1), ("days", days, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInput(f"{name} must be a whole number >= {low}, not {value!r}")
-    now = clock.to_db(now or clock.now())
-    assert now is not None
+    _check_sizes(users, days, seed)
     with engine.connect() as conn:
         existing = conn.execute(sa.select(sa.func.count()).select_from(sessions_t)).scalar_one()
     if existing:
@@ -225,39 +388,20 @@ def generate(
             f"the store already holds {existing} sessions; demo data goes only into an empty "
             "store (choose another database)"
         )
-    rng = random.Random(seed)
-    names = user_names(users)
-    roles = _assign_roles(names, rng)
-    seats = {key: _seat_count(users, share) for key, share in SEAT_SHARES.items()}
-    named = _named_users(names, roles, seats, rng)
-    hosts = {name: f"ws-{index:05d}" for index, name in enumerate(names)}
-
-    plans: list[_Plan] = []
-    first_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
-    day_iter = [first_day + timedelta(days=d) for d in range(days + 1)]
-    for day in tqdm(
-        day_iter, desc="simulating days", unit="day", disable=not progress, leave=False
-    ):
-        for name in names:
-            host = hosts[name] if rng.random() < 0.85 else f"vdi-{rng.randrange(40):02d}"
-            plans.extend(_plan_day(name, host, day, ROLES[roles[name]][1], rng, now))
-    plans = [p for p in plans if p.start >= now - timedelta(days=days)]
-    plans.sort(key=lambda p: (p.start, p.user))
-    denials = _simulate(plans, seats, named)
-
-    for (product, license_type), count in seats.items():
+    plan = simulate(users, days, seed, now, progress)
+    for (product, license_type), count in plan.seats.items():
         catalog.add_pool(engine, product, license_type, count)
     cat = catalog.read_catalog(engine)
-    _write(engine, cat, plans, denials, named, now, progress)
-    kept = [p for p in plans if p.granted]
+    _write(engine, cat, plan.plans, plan.denials, plan.named, plan.now, progress)
+    kept = [p for p in plan.plans if p.granted]
     return DemoSummary(
         users=users,
         sessions=len(kept),
-        active_sessions=sum(1 for p in kept if p.end is None),
+        active_sessions=len(plan.open_sessions()),
         holds=sum(len(p.granted) for p in kept),
-        denials=len(denials),
-        pools=len(seats),
-        now=now,
+        denials=len(plan.denials),
+        pools=len(plan.seats),
+        now=plan.now,
     )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
-from licusage import actions, db, demo, queries
+from licusage import actions, clock, db, demo, queries
+from licusage.cli import main
 from licusage.errors import InvalidInput
 from licusage.models import (
     CONCURRENT,
@@ -209,3 +213,84 @@ def test_demo_refuses_bad_sizes(sqlite_engine, kwargs):
 def test_user_names_are_distinct():
     names = demo.user_names(5000)
     assert len(set(names)) == 5000
+
+
+# --- a customer-service centre: live at any hour ------------------------------------------------
+
+# (now, active sessions of the default demo: 200 users, 14 days, seed 0) at moments a newcomer
+# may well try it: the counts are pinned, so a change to the model shows here
+PINNED = {
+    "weekday noon": (datetime(2026, 3, 4, 12, 0, tzinfo=UTC), 74),
+    "Sunday 03:00": (datetime(2026, 3, 8, 3, 0, tzinfo=UTC), 31),
+    "New Year's Day": (datetime(2027, 1, 1, 12, 0, tzinfo=UTC), 30),
+}
+
+
+@pytest.mark.parametrize("moment", list(PINNED))
+def test_the_default_demo_has_live_sessions_at_pinned_moments(tmp_path, monkeypatch, moment):
+    now, expected = PINNED[moment]
+    engine = db.connect(f"sqlite:///{tmp_path / 'demo.sqlite'}")
+    summary = demo.generate(engine, now=now)  # the defaults of `licusage demo`
+    monkeypatch.setattr(clock, "now", lambda: now)
+    active = queries.session_usage(engine)
+    assert len(active) == summary.active_sessions == expected >= 20
+    # some sessions sit idle for over an hour, some logins were denied
+    assert len(queries.session_usage(engine, idle_over=timedelta(hours=1))) > 0
+    assert summary.denials > 0
+    engine.dispose()
+
+
+def week_of_counts(monday: datetime) -> dict[datetime, int]:
+    """Open sessions of a 200-user demo at half past every hour of the week from `monday`."""
+    counts = {}
+    for hour in range(7 * 24):
+        now = monday + timedelta(hours=hour, minutes=30)
+        counts[now] = len(demo.simulate(users=200, days=1, seed=0, now=now).open_sessions())
+    return counts
+
+
+@pytest.mark.parametrize(
+    "monday",
+    [datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 12, 28, tzinfo=UTC)],  # the 2nd: New Year
+    ids=["March", "New Year"],
+)
+def test_every_hour_of_the_week_has_at_least_20_live_sessions(monday):
+    counts = week_of_counts(monday)
+    assert min(counts.values()) >= 20, min(counts.items(), key=lambda item: item[1])
+    weekday = [n for at, n in counts.items() if at.weekday() < 5 and at.day != 1]
+    weekend = [n for at, n in counts.items() if at.weekday() >= 5]
+    # the peak (EMEA and the Americas overlap on a weekday) is far above the quietest hours
+    assert max(weekday) >= 3 * min(counts.values())
+    assert sum(weekday) / len(weekday) > 1.5 * sum(weekend) / len(weekend)
+
+
+def test_staff_follow_the_sun_and_weekends_are_thinner():
+    people = demo.staff(demo.user_names(200), random.Random(0))
+    roles = Counter(p.role for p in people.values())
+    assert roles == {"agent": 130, "back_office": 34, "supervisor": 20, "analyst": 16}
+    agents = [p for p in people.values() if p.role == "agent"]
+    assert {p.region.name for p in agents} == {"APAC", "EMEA", "Americas"}
+    assert {p.shift for p in agents} == set(demo.SHIFTS)
+    assert {p.shift for p in people.values() if p.role != "agent"} == {"office"}
+    saturday, monday = datetime(2026, 3, 7), datetime(2026, 3, 9)
+    new_year = datetime(2027, 1, 1)  # a Friday, staffed like a weekend
+    assert not any(demo.is_day_off(p, monday) for p in people.values())
+    for day in (saturday, new_year):
+        on = [p for p in people.values() if not demo.is_day_off(p, day)]
+        assert {p.role for p in on} == {"agent"}
+        assert 0.6 * len(agents) <= len(on) <= 0.7 * len(agents)
+
+
+def test_the_quick_tour_prints_rows(tmp_path, monkeypatch):
+    """The README's quick tour, at 03:00 on a Sunday: the listing commands print sessions."""
+    now = PINNED["Sunday 03:00"][0]
+    monkeypatch.setattr(clock, "now", lambda: now)
+    url = f"sqlite:///{tmp_path / 'tour.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(main, ["--db", url, "demo"]).exit_code == 0
+    for args in (["sessions", "--user", "smith"], ["sessions", "--idle-over", "1h"]):
+        result = runner.invoke(main, ["--db", url, *args])
+        assert result.exit_code == 0, result.output
+        count = int(result.stdout.strip().splitlines()[-1].split()[0])
+        assert count > 0, result.stdout
+        assert len(result.stdout.strip().splitlines()) == count + 3  # header, rule, rows, total
