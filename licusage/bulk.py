@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from . import catalog, clock
 from .db import is_sqlite, store_operation
-from .demo import ROLES, SEAT_SHARES, DemoSummary, _seat_count, user_names
+from .demo import DemoSummary, _seat_count, user_names
 from .errors import InvalidInput
 from .migrations import trigram
 from .models import assignments_t, denials_t, holds_t, sessions_t
@@ -56,6 +56,25 @@ NAMED_USER, CONCURRENT_USER = catalog.NAMED_USER, catalog.CONCURRENT_USER
 REASONS = (USER_LOGOUT, IDLE_TIMEOUT)
 CHUNK = 100_000  # rows per executemany / COPY write
 MAX_ATTEMPTS = 4
+# A large store's own mix, not the demo's: it is sized for its --active count, all of them at
+# once, where the demo's customer-service centre has a third of its staff on shift at a time.
+CM, RO, AA, EM = PRODUCTS
+SEAT_SHARES: dict[tuple[str, str], float] = {
+    (CM, NAMED_USER): 0.15,
+    (CM, CONCURRENT_USER): 0.55,
+    (RO, NAMED_USER): 0.04,
+    (RO, CONCURRENT_USER): 0.16,
+    (AA, NAMED_USER): 0.10,
+    (AA, CONCURRENT_USER): 0.33,
+    (EM, CONCURRENT_USER): 0.55,
+}
+# role -> (share of users, products used)
+ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
+    "agent": (0.55, (CM, AA, EM)),
+    "supervisor": (0.12, (CM, RO)),
+    "analyst": (0.13, (RO,)),
+    "back_office": (0.20, (CM, EM)),
+}
 VDI_HOSTS = 40  # samplings tried to reach the requested session counts
 
 log = logging.getLogger(__name__)
