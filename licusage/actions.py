@@ -6,6 +6,7 @@ never deletes, and writes one audit event per session ended, naming the actor.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from .sessions import (
     write_time,
 )
 from .validation import check_actor, check_time, identity_of
+
+log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 VIEWER = "viewer"
@@ -96,12 +99,22 @@ def logout_sessions(
         targets = [i for i in ids if i in known and i not in set(spared)]
         ended = end_sessions(conn, targets, actor=actor, reason=reason, at=at, origin=origin)
     ended_set = set(ended)
-    return LogoutResult(
+    result = LogoutResult(
         logged_out=tuple(ended),
         already_ended=tuple(i for i in targets if i not in ended_set),
         unknown=tuple(i for i in ids if i not in known),
         spared=tuple(spared),
     )
+    log.info(
+        "logout by %s (%s): %d sessions ended, %d already ended, %d unknown, %d spared",
+        actor,
+        reason,
+        len(result.logged_out),
+        len(result.already_ended),
+        len(result.unknown),
+        len(result.spared),
+    )
+    return result
 
 
 def authorized_logout(

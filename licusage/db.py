@@ -69,14 +69,25 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An Engine for the store at `url` (see :func:`resolve_url`), without touching the schema."""
+    """An Engine for the store at `url` (see :func:`resolve_url`), without touching the schema.
+
+    Raises :class:`StoreUnavailable` when the URL names a database whose Python driver is not
+    installed (``mysql://``, ``mssql://``, ...): licusage supports SQLite and PostgreSQL.
+    """
     parsed = _normalise_url(resolve_url(url))
-    if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, **kwargs)
-        _configure_sqlite(engine)
-    else:
-        kwargs.setdefault("pool_pre_ping", True)
-        engine = sa.create_engine(parsed, **kwargs)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = sa.create_engine(parsed, **kwargs)
+            _configure_sqlite(engine)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            engine = sa.create_engine(parsed, **kwargs)
+    except ImportError as error:
+        raise StoreUnavailable(
+            f"cannot open a {parsed.drivername}:// store: its driver (the Python module "
+            f"{error.name or error}) is not installed; licusage supports SQLite (sqlite:///PATH) "
+            "and PostgreSQL (postgresql://...)"
+        ) from None
     return engine
 
 

@@ -12,6 +12,10 @@ from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from licusage import db
+from licusage.errors import StoreUnavailable
 
 STRICT = os.environ.get("LICUSAGE_STRICT") == "1"
 PG_SERVER_URL = os.environ.get(
@@ -19,6 +23,9 @@ PG_SERVER_URL = os.environ.get(
 )
 
 T = TypeVar("T")
+
+# PostgreSQL's words when every connection slot is taken (by this run or anyone else's)
+SERVER_FULL = ("too many clients already", "remaining connection slots are reserved")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -87,3 +94,23 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def connect_waiting(url: str, *, create: bool = True, timeout: float = 600.0) -> Engine:
+    """:func:`licusage.db.connect`, waiting while a PostgreSQL server has no free connection.
+
+    A test that needs many connections at once (the contention tests hold 66) waits for the
+    server to have room (other tests, or other runs on a shared server, end and give theirs
+    back) instead of failing with "too many clients". The engine keeps its connection in its
+    pool, so once all are made they stay made.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return db.connect(url, create=create)
+        except StoreUnavailable as error:
+            if not any(words in str(error) for words in SERVER_FULL):
+                raise
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no free PostgreSQL connection within {timeout} s") from None
+            time.sleep(0.5)

@@ -251,3 +251,20 @@ def test_reap_with_a_limit_longer_than_the_calendar_applies_only_pool_limits(idl
     assert queries.session_usage(engine, idle_over=timedelta.max).empty
     assert actions.reap_idle(engine, timedelta.max).logged_out == (ids["carol"],)
     assert list(queries.session_usage(engine)["user"]) == ["alice", "bob"]
+
+
+def test_each_logout_is_logged_with_actor_and_count(sqlite_engine, caplog):
+    """What `licusage serve` shows on its console for every logout (INFO, logger licusage)."""
+    catalog.add_pool(sqlite_engine, "Case Management", "Concurrent User", 5)
+    ids = [
+        sessions.login(sqlite_engine, user, {"Case Management": "Concurrent User"}).session_id
+        for user in ("ann", "ben")
+    ]
+    with caplog.at_level("INFO", logger="licusage"):
+        actions.logout_sessions(sqlite_engine, [*ids, 999], actor="alice.admin")
+    (record,) = [r for r in caplog.records if r.name == "licusage.actions"]
+    assert record.levelname == "INFO"
+    assert record.getMessage() == (
+        "logout by alice.admin (admin_logout): 2 sessions ended, 0 already ended, 1 unknown, "
+        "0 spared"
+    )

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from licusage import actions, catalog, clock, db, sessions
 from licusage.models import audit_t, denials_t, holds_t, sessions_t
 from licusage.sessions import POOL_FULL
+from tests.helpers import connect_waiting
 from tests.test_hostile import store_checksum
 
 PRODUCT = "Case Management"
@@ -94,8 +95,9 @@ def _run_together(tasks: list[Callable[[], None]]) -> None:
 
 @pytest.fixture
 def engines(store_url) -> Iterator[list[Engine]]:
-    """One engine (one connection) per concurrent client, plus one for set-up and checks."""
-    made = [db.connect(store_url, create=(i == 0)) for i in range(LOGINS + 1)]
+    """One engine (one connection) per concurrent client, plus one for set-up and checks; each
+    waits for a free connection when the server is full."""
+    made = [connect_waiting(store_url, create=(i == 0)) for i in range(LOGINS + 1)]
     yield made
     for engine in made:
         engine.dispose()
@@ -106,7 +108,7 @@ def engines(store_url) -> Iterator[list[Engine]]:
 def test_seats_under_contention(engines, store_url):
     setup, clients = engines[0], engines[1:]
     pool_id = catalog.add_pool(setup, PRODUCT, CONCURRENT_USER, SEATS)
-    watcher = Watcher(db.create_engine(store_url), pool_id)
+    watcher = Watcher(connect_waiting(store_url, create=False), pool_id)
     watcher.start()
     totals = Counter[str]()
     started = time.perf_counter()
@@ -182,7 +184,7 @@ def _login_worker(url: str, worker: int, rounds: int, barrier: Any, results: Any
     """A separate process (as a second server would be): 16 threads, own engines, each round
     released together with the other processes' threads."""
     per_process = LOGINS // PROCESSES
-    engines = [db.connect(url, create=False) for _ in range(per_process)]
+    engines = [connect_waiting(url, create=False) for _ in range(per_process)]
     try:
         for _ in range(rounds):
             outcome: dict[str, list] = {"granted": [], "refused": [], "errors": []}
@@ -235,9 +237,9 @@ def test_seats_under_contention_across_processes(engine, store_url):
     started = time.perf_counter()
     try:
         for round_number in range(PROCESS_ROUNDS):
-            barrier.wait(timeout=120)
-            outcomes = [results.get(timeout=120) for _ in workers]
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=900)
+            outcomes = [results.get(timeout=900) for _ in workers]
+            barrier.wait(timeout=900)
             errors = [e for outcome in outcomes for e in outcome["errors"]]
             granted = [i for outcome in outcomes for i in outcome["granted"]]
             refused = [r for outcome in outcomes for r in outcome["refused"]]
@@ -249,7 +251,7 @@ def test_seats_under_contention_across_processes(engine, store_url):
             totals["grants"] += len(granted)
             totals["denials"] += len(refused)
             actions.logout_sessions(engine, granted, actor="contention-test")
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=900)
     finally:
         for worker in workers:
             worker.join(timeout=60)

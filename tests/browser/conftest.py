@@ -97,7 +97,7 @@ def start_server(
     log_dir: Path,
     panel: bool = False,
     env: dict[str, str] | None = None,
-    timeout: float = 90.0,
+    timeout: float = 300.0,  # a loaded 2-core machine can take minutes to import and serve
 ) -> ServerProcess:
     """Start ``licusage serve --db store_url --port P *extra_args`` (or, with `panel`,
     ``panel serve dashboards/session_license_usage.py``) and wait until it answers HTTP 200."""

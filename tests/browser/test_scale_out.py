@@ -134,7 +134,7 @@ def test_the_in_server_idle_policy_runs_once_per_host(pg_store, server_factory):
             log = queries.audit_log(engine)
             return log[log["reason"] == "idle_timeout"]
 
-        wait_until(lambda: len(reaped()) > 0, timeout=30)
+        wait_until(lambda: len(reaped()) > 0, timeout=180)
         time.sleep(3)  # several more periods: nothing is ended twice
         events = reaped()
         assert events["session_id"].tolist() == [stale]
