@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .audit import record_audit
 from .db import store_operation, write
 from .errors import InvalidInput, PermissionDenied
 from .models import holds_t, pools_t, sessions_t
@@ -26,7 +27,6 @@ from .sessions import (
     end_sessions,
     id_conditions,
     lock_all_pools,
-    record_audit,
     write_time,
 )
 from .validation import check_actor, check_time, identity_of

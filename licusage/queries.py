@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import clock
+from .audit import audit_actors as audit_actors  # the audit reads live in licusage.audit
+from .audit import audit_log as audit_log
 from .catalog import Catalog, parse_license_filter, read_catalog
 from .db import is_sqlite, store_operation
 from .errors import InvalidInput
-from .models import audit_t, denials_t, holds_t, sessions_t
+from .models import denials_t, holds_t, sessions_t
 from .sessions import check_session_id, id_conditions
 from .validation import lenient_identity
 
@@ -309,63 +311,6 @@ def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame
     for column in ("started_at", "last_activity", "ended_at"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]").dt.tz_localize("UTC")
     return frame
-
-
-@store_operation
-def audit_log(
-    engine: Engine,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    actor: str | None = None,
-    limit: int | None = None,
-) -> pd.DataFrame:
-    """Audit events, newest first: ``at`` (UTC), ``actor``, ``action``, ``session_id``,
-    ``user``, ``reason``, ``origin``, ``detail`` (JSON text). `start` inclusive, `end` exclusive;
-    `actor` matches exactly."""
-    a = audit_t
-    query = sa.select(
-        a.c.id,
-        a.c.at,
-        a.c.actor,
-        a.c.action,
-        a.c.session_id,
-        a.c.user_name.label("user"),
-        a.c.reason,
-        a.c.origin,
-        a.c.detail,
-    ).order_by(a.c.at.desc(), a.c.id.desc())
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and not isinstance(value, datetime):
-            raise InvalidInput(f"{name} must be a datetime, not {value!r}")
-    if actor is not None and not isinstance(actor, str):
-        raise InvalidInput(f"actor must be text, not {actor!r}")
-    if start is not None:
-        query = query.where(a.c.at >= clock.to_db(start))
-    if end is not None:
-        query = query.where(a.c.at < clock.to_db(end))
-    if actor:
-        # no stored actor contains NUL (and PostgreSQL refuses it as a parameter)
-        query = query.where(a.c.actor == actor if "\x00" not in actor else sa.false())
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame(
-        rows,
-        columns=["id", "at", "actor", "action", "session_id", "user", "reason", "origin", "detail"],
-    )
-    frame["at"] = pd.to_datetime(frame["at"]).dt.tz_localize("UTC")
-    frame["session_id"] = frame["session_id"].astype("Int64")
-    return frame
-
-
-@store_operation
-def audit_actors(engine: Engine) -> list[str]:
-    """Everyone named as the actor of an audit event, sorted (the audit view's actor choices)."""
-    with engine.connect() as conn:
-        return list(
-            conn.execute(sa.select(audit_t.c.actor).distinct().order_by(audit_t.c.actor)).scalars()
-        )
 
 
 def _usage_query(

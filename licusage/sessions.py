@@ -12,7 +12,6 @@ Every license that cannot be granted is recorded as a denial.
 
 from __future__ import annotations
 
-import json
 import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from . import clock
+from .audit import record_audit as record_audit  # the audit writes live in licusage.audit
+from .audit import record_session_ends
 from .catalog import Catalog, Pool, read_catalog
 from .db import is_sqlite, store_operation, write
 from .errors import InvalidInput
-from .models import NAMED, assignments_t, audit_t, denials_t, holds_t, pools_t, sessions_t
+from .models import NAMED, assignments_t, denials_t, holds_t, pools_t, sessions_t
 from .validation import (
     check_actor,
     check_host,
@@ -394,49 +395,5 @@ def end_sessions(
                     row.license_type_id
                 ]
     if audit:
-        conn.execute(
-            sa.insert(audit_t),
-            [
-                {
-                    "at": when,
-                    "actor": actor,
-                    "action": "end_session",
-                    "session_id": session_id,
-                    "user_name": ended[session_id],
-                    "reason": reason,
-                    "origin": origin,
-                    "detail": json.dumps({"licenses": freed[session_id]}, sort_keys=True),
-                }
-                for session_id in ended_ids
-            ],
-        )
+        record_session_ends(conn, ended, freed, at=when, actor=actor, reason=reason, origin=origin)
     return ended_ids
-
-
-def record_audit(
-    conn: Connection,
-    *,
-    actor: str,
-    action: str,
-    detail: Mapping[str, object] | None = None,
-    session_id: int | None = None,
-    user_name: str | None = None,
-    reason: str | None = None,
-    origin: str | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Write one audit event inside the caller's transaction."""
-    conn.execute(
-        sa.insert(audit_t).values(
-            at=clock.current_db_time(at),
-            actor=actor,
-            action=action,
-            session_id=session_id,
-            user_name=user_name,
-            reason=reason,
-            origin=origin,
-            detail=None
-            if detail is None
-            else json.dumps(dict(detail), sort_keys=True, default=str),
-        )
-    )

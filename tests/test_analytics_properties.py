@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from licusage import analytics, catalog, clock, db, demo, sessions
+from licusage.analytics import loading, sizing
 
 BASE = datetime(2026, 3, 2, tzinfo=UTC)
 NOW_MINUTE = 720
@@ -185,9 +186,9 @@ def test_right_size_search_finds_the_smallest_passing_seat_count(requests, rate)
     user = np.array([u for u, _, _ in requests], dtype=np.int64)
     s = np.array([a for _, a, _ in requests], dtype=np.int64) * 60 * analytics.SECOND_NS
     e = s + np.array([d for _, _, d in requests], dtype=np.int64) * 60 * analytics.SECOND_NS
-    demand = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    demand = sizing._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
     allowed = np.floor(rate * demand.requests + 1e-9)
-    fresh = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    fresh = sizing._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
     ceiling = int(fresh.load.max(initial=0))
     expected = next(n for n in range(ceiling + 1) if fresh.denied(n) <= allowed)
     assert demand.needed(rate) == expected
@@ -196,12 +197,12 @@ def test_right_size_search_finds_the_smallest_passing_seat_count(requests, rate)
 def test_packed_integers_parse_like_split_text():
     values = np.array([0, -5, 7, 2**62, -(2**62)], dtype=np.int64)
     text = analytics.UNIT_SEPARATOR.join(map(str, values))
-    assert (analytics._parse_packed(text, "int", len(values)) == values).all()
-    assert analytics._parse_packed(text, "int", len(values) + 1) is None
-    assert analytics._parse_packed("1\x1fx", "int", 2) is None
-    assert analytics._parse_packed("1.5\x1f2", "int", 2) is None
-    assert analytics._parse_packed(None, "int", 0) is None
-    assert analytics._parse_packed(text, "time", len(values)) is None
+    assert (loading._parse_packed(text, "int", len(values)) == values).all()
+    assert loading._parse_packed(text, "int", len(values) + 1) is None
+    assert loading._parse_packed("1\x1fx", "int", 2) is None
+    assert loading._parse_packed("1.5\x1f2", "int", 2) is None
+    assert loading._parse_packed(None, "int", 0) is None
+    assert loading._parse_packed(text, "time", len(values)) is None
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -214,9 +215,9 @@ def test_right_size_search_on_larger_random_demand(seed, rate):
     user = rng.integers(0, 300, n)
     s = np.sort(rng.integers(0, 30 * 24 * 60, n)) * 60 * analytics.SECOND_NS
     e = s + rng.integers(1, 8 * 60, n) * 60 * analytics.SECOND_NS
-    demand = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    demand = sizing._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
     allowed = np.floor(rate * demand.requests + 1e-9)
-    fresh = analytics._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
+    fresh = sizing._demand(None, s, e, user, 0, 0)  # type: ignore[arg-type]
     expected = int(fresh.load.max(initial=0))
     while expected > 0 and fresh.denied(expected - 1) <= allowed:
         expected -= 1

@@ -1,18 +1,15 @@
-"""``licusage serve`` (the dashboard) and ``licusage users add|remove|list`` (sign-in accounts)."""
+"""``licusage serve``: the dashboard, optionally with the idle policy running beside it."""
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import click
 
-from . import accounts, db
-from .actions import ROLES
-from .cli import DurationType, db_option, fail, render_table, store_url
-from .policy import start_reaper
-from .server import ServeOptions, check_options
-from .server import serve as serve_app
+from ..policy import start_reaper
+from ..server import ServeOptions, check_options
+from ..server import serve as serve_app
+from ._common import DurationType, db_option, fail, store_url
 
 
 @click.command()
@@ -108,84 +105,3 @@ def serve(
     if reap_every is not None:  # in this (parent) process: once per host, even with --num-procs
         start_reaper(options.url, reap_every, idle_over)
     serve_app(options)
-
-
-@click.group()
-def users() -> None:
-    """Manage the dashboard's sign-in accounts (used with 'licusage serve --auth').
-
-    \b
-    Example:
-      licusage users add alice --role admin
-      licusage users list
-    """
-
-
-@users.command("add")
-@click.argument("name")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="admin may log out.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (scripts).")
-@click.option("--replace", is_flag=True, help="Change the password and role of an existing one.")
-@db_option
-def add(name: str, role: str, password_stdin: bool, replace: bool, db_url: str | None) -> None:
-    """Add a sign-in account; the password is prompted (stored as a salted bcrypt hash).
-
-    \b
-    Example:
-      licusage users add alice --role admin
-      printf '%s\\n' "$PASSWORD" | licusage users add bob --role viewer --password-stdin
-    """
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    engine = db.connect(store_url(db_url))
-    try:
-        accounts.add_account(engine, name, password, role, replace=replace)
-    finally:
-        engine.dispose()
-    click.echo(f"Account {name.strip()} ({role}) saved.")
-
-
-@users.command("remove")
-@click.argument("name")
-@db_option
-def remove(name: str, db_url: str | None) -> None:
-    """Remove a sign-in account: it can no longer sign in or open the dashboard.
-
-    \b
-    Example:
-      licusage users remove bob
-    """
-    engine = db.connect(store_url(db_url))
-    try:
-        removed = accounts.remove_account(engine, name)
-    finally:
-        engine.dispose()
-    if not removed:
-        fail(f"no account named {name!r}")
-    click.echo(f"Account {name.strip()} removed.")
-
-
-@users.command("list")
-@db_option
-def list_(db_url: str | None) -> None:
-    """List the sign-in accounts and their roles (never passwords).
-
-    \b
-    Example:
-      licusage users list
-    """
-    engine = db.connect(store_url(db_url))
-    try:
-        frame = accounts.list_accounts(engine)
-    finally:
-        engine.dispose()
-    if frame.empty:
-        click.echo("No accounts (add one: licusage users add NAME --role admin).")
-        return
-    rows = [
-        [str(r["user"]), str(r["role"]), r["created_at"].strftime("%Y-%m-%d %H:%M UTC")]
-        for r in frame.to_dict("records")
-    ]
-    click.echo(render_table(["User", "Role", "Created"], rows))

@@ -1,0 +1,234 @@
+"""Loading the history for the analytics: the window, argument checks, and one query per
+table fetched as numpy arrays (packed into one row on SQLite, parsed in C)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
+
+from .. import clock
+from ..db import is_sqlite
+from ..errors import InvalidInput
+from ..models import denials_t, holds_t, pools_t, sessions_t
+from .intervals import Array
+
+log = logging.getLogger(__name__)
+
+POOL_COLUMNS = ["product", "license_type"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window in integer nanoseconds since the epoch (UTC)."""
+
+    start: int
+    end: int
+    now: int
+
+    @property
+    def until(self) -> int:
+        """Where held time stops counting: ``min(end, now)``, never before ``start``."""
+        return max(self.start, min(self.end, self.now))
+
+    def db(self, ns: int) -> datetime:
+        """`ns` as the store's naive UTC, floored to the microsecond."""
+        return pd.Timestamp(ns - ns % 1000, unit="ns").to_pydatetime()
+
+
+def instant(value: object, name: str) -> int:
+    if not isinstance(value, datetime) or pd.isna(value):
+        raise InvalidInput(f"{name} must be a datetime, not {value!r}")
+    return int(pd.Timestamp(clock.to_utc(value)).value)
+
+
+def window_of(start: object, end: object) -> Window:
+    lo, hi = instant(start, "start"), instant(end, "end")
+    if hi < lo:
+        raise InvalidInput(f"end ({end}) is before start ({start})")
+    return Window(lo, hi, instant(clock.now(), "now"))
+
+
+def duration_ns(value: object, name: str) -> int:
+    """A positive fixed duration (timedelta, pandas Timedelta or a string like "15min")."""
+    if isinstance(value, bool) or not isinstance(value, str | timedelta):
+        raise InvalidInput(f"{name} must be a duration such as '1h' or a timedelta, not {value!r}")
+    try:
+        ns = pd.Timedelta(value).value
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(f"{name} must be a fixed duration, not {value!r}: {error}") from None
+    if pd.isna(ns) or ns <= 0:
+        raise InvalidInput(f"{name} must be a positive duration, not {value!r}")
+    return int(ns)
+
+
+def whole_number(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise InvalidInput(f"{name} must be a whole number >= {low}, not {value!r}")
+    return int(value)
+
+
+def pool_label(product: str, license_type: str) -> str:
+    """How plots and tables name a pool: ``"Case Management / Concurrent User"``."""
+    return f"{product} / {license_type}"
+
+
+NAT = np.iinfo(np.int64).min
+UNIT_SEPARATOR = "\x1f"
+NULL_TEXT = "\x00"  # no stored name may contain NUL
+
+
+def _times_ns(values: list | np.ndarray) -> Array:
+    """Naive-UTC datetimes (or ISO text) as int64 nanoseconds; None/NaT become :data:`NAT`."""
+    if not len(values):
+        return np.empty(0, dtype=np.int64)
+    if isinstance(values[0], str):
+        parsed = np.array(values, dtype="datetime64[us]")  # ISO text, parsed in C
+    else:
+        parsed = pd.to_datetime(pd.Series(values, dtype=object)).to_numpy(dtype="datetime64[us]")
+    return parsed.astype("datetime64[ns]").view(np.int64)
+
+
+def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
+    """A packed integer column (values joined by :data:`UNIT_SEPARATOR`) parsed by
+    :func:`numpy.fromstring`, without splitting it into Python strings. None for other kinds
+    or when the text has another shape (the caller splits it then)."""
+    if text is None or count == 0 or kind != "int":
+        return None
+    if kind == "int":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a malformed value: split instead
+                values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
+        except (ValueError, DeprecationWarning):
+            return None
+        return values if len(values) == count else None
+    return None  # datetimes: splitting and parsing in C is faster than digit arithmetic
+
+
+def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
+    """Run `query`; return its columns as numpy arrays by kind: ``"int"`` (int64, no NULLs),
+    ``"time"`` (int64 ns, NULL as :data:`NAT`) or ``"text"`` (object).
+
+    Fetching a million rows one Python tuple at a time dominates the analytics on SQLite, so
+    there the rows come back as one row of ``group_concat`` strings, split and parsed in C; a
+    value containing the separator falls back to the row-wise fetch.
+    """
+    columns: list[list | Array] | None = None
+    if is_sqlite(conn):
+        sub = query.subquery()
+        packed_query = sa.select(
+            sa.func.count(),
+            *[
+                sa.func.group_concat(
+                    sa.func.coalesce(
+                        sa.cast(column, sa.Text), "NaT" if kind == "time" else NULL_TEXT
+                    ),
+                    UNIT_SEPARATOR,
+                )
+                for column, kind in zip(sub.c, kinds.values(), strict=True)
+            ],
+        )
+        try:
+            packed = conn.execute(packed_query).one()
+        except (exc.DataError, exc.OperationalError) as error:  # e.g. over the string limit
+            conn.rollback()
+            log.info("fetching row by row: %s", error)
+        else:
+            count, texts = packed[0], packed[1:]
+            split: list[list | Array] = []
+            for text, kind in zip(texts, kinds.values(), strict=True):
+                parsed = _parse_packed(text, kind, count)
+                if parsed is not None:
+                    split.append(parsed)
+                else:
+                    split.append([] if text is None else text.split(UNIT_SEPARATOR))
+            if all(len(values) == count for values in split):
+                columns = split
+    if columns is None:
+        rows = conn.execute(query).all()
+        columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in kinds]
+    out = {}
+    for (name, kind), values in zip(kinds.items(), columns, strict=True):
+        if isinstance(values, np.ndarray) and kind != "text":
+            out[name] = values  # parsed from the packed text already
+        elif kind == "int":
+            out[name] = np.array(values, dtype=np.int64)
+        elif kind == "time":
+            out[name] = _times_ns(values)
+        else:
+            array = np.array(values, dtype=object)
+            array[array == NULL_TEXT] = None
+            out[name] = array
+    return out
+
+
+def load_holds(
+    conn: Connection, window: Window, *, with_sessions: bool = False, products: bool = True
+) -> pd.DataFrame:
+    """Holds that overlap the window: ``pool_id``, ``product_id`` (unless not `products`),
+    ``user``, ``s``, ``e`` (ns); with `with_sessions` also ``session_id`` and the session's
+    ``last_activity``.
+
+    Open holds end at ``window.until``; holds are not clipped to the window otherwise.
+    """
+    h = holds_t
+    kinds = {"pool_id": "int", "product_id": "int", "user": "text", "s": "time", "e": "time"}
+    if not products:
+        del kinds["product_id"]
+    query = sa.select(
+        h.c.pool_id,
+        *([h.c.product_id] if products else []),
+        h.c.user_name,
+        h.c.granted_at,
+        h.c.released_at,
+    ).where(
+        h.c.granted_at < window.db(window.end),
+        sa.or_(h.c.released_at.is_(None), h.c.released_at > window.db(window.start)),
+    )
+    if with_sessions:
+        query = query.add_columns(h.c.session_id, sessions_t.c.last_activity).join(
+            sessions_t, sessions_t.c.id == h.c.session_id
+        )
+        kinds |= {"session_id": "int", "last_activity": "time"}
+    frame = pd.DataFrame(_fetch(conn, query, kinds))
+    frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
+    return frame
+
+
+def load_denials(conn: Connection, lo: int, hi: int, window: Window) -> pd.DataFrame:
+    """Denials with ``lo <= at < hi``: ``pool_id``, ``user``, ``at`` (ns)."""
+    d = denials_t
+    query = sa.select(d.c.pool_id, d.c.user_name, d.c.at).where(
+        d.c.pool_id.is_not(None), d.c.at >= window.db(lo), d.c.at < window.db(hi)
+    )
+    return pd.DataFrame(_fetch(conn, query, {"pool_id": "int", "user": "text", "at": "time"}))
+
+
+def pool_births(conn: Connection) -> dict[int, int]:
+    """pool id -> when it was first observed (ns): created, or its first hold/denial if older."""
+
+    def as_ns(value: datetime | str | None) -> int | None:
+        return None if value is None else int(pd.Timestamp(value).value)
+
+    births: dict[int, int] = {}
+    for query in (
+        sa.select(pools_t.c.id, pools_t.c.created_at),
+        sa.select(holds_t.c.pool_id, sa.func.min(holds_t.c.granted_at)).group_by(holds_t.c.pool_id),
+        sa.select(denials_t.c.pool_id, sa.func.min(denials_t.c.at))
+        .where(denials_t.c.pool_id.is_not(None))
+        .group_by(denials_t.c.pool_id),
+    ):
+        for pool_id, when in conn.execute(query).all():
+            ns = as_ns(when)
+            if ns is not None:
+                births[pool_id] = min(births.get(pool_id, ns), ns)
+    return births

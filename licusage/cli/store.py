@@ -1,0 +1,336 @@
+"""``licusage demo``, ``sessions``, ``pools``, ``logout`` and ``reap``: the store's contents."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import click
+from sqlalchemy.engine import Engine
+
+from .. import actions, durations, queries
+from .. import demo as demo_data
+from ._common import (
+    CliError,
+    DurationType,
+    SessionIdType,
+    db_option,
+    format_option,
+    iso_utc,
+    local_time,
+    open_store,
+    parse_license_options,
+    plural,
+    render_table,
+    stdin_is_terminal,
+    usage_records,
+    write_csv,
+)
+
+
+@click.command()
+@click.option(
+    "--users",
+    type=click.IntRange(1, 1_000_000),
+    default=200,
+    show_default=True,
+    help="How many users the suite has.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=14,
+    show_default=True,
+    help="Days of history, ending now.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed and time give the same data.",
+)
+@click.option(
+    "--active",
+    type=click.IntRange(0),
+    help="Large store: this many open sessions (bulk-loaded; see licusage.bulk).",
+)
+@click.option(
+    "--history",
+    type=click.IntRange(0),
+    help="Large store: this many ended sessions over --days (bulk-loaded).",
+)
+@db_option
+def demo(
+    users: int,
+    days: int,
+    seed: int,
+    active: int | None,
+    history: int | None,
+    db_url: str | None,
+) -> None:
+    """Fill an empty store with realistic demo data (the seed's four products).
+
+    Refuses a store that already holds sessions. With --active or --history it writes a large
+    store of exactly that many sessions, generated vectorised and bulk-loaded.
+
+    \b
+    Example:
+      licusage --db sqlite:///demo.sqlite demo --users 2000 --days 30
+      licusage demo --db sqlite:///demo.sqlite --users 50 --days 7 --seed 3
+      licusage demo --db sqlite:///big.sqlite --users 20000 --active 100000 \\
+        --history 2000000 --days 365
+    """
+    engine = open_store(db_url)
+    try:
+        if active is not None or history is not None:
+            from .. import bulk
+
+            summary = bulk.generate_large(
+                engine,
+                users=users,
+                active=active or 0,
+                history=history or 0,
+                days=days,
+                seed=seed,
+                progress=sys.stderr.isatty(),
+            )
+        else:
+            summary = demo_data.generate(
+                engine, users=users, days=days, seed=seed, progress=sys.stderr.isatty()
+            )
+    finally:
+        engine.dispose()
+    click.echo(
+        f"Demo data written: {plural(summary.users, 'user')}, {summary.pools} pools, "
+        f"{plural(summary.sessions, 'session')} ({summary.active_sessions} active), "
+        f"{summary.holds} licenses granted, {plural(summary.denials, 'denial')}."
+    )
+
+
+@click.command()
+@click.option("--user", "user", metavar="TEXT", help="Part of a user name (any case).")
+@click.option(
+    "--license",
+    "licenses",
+    metavar="PRODUCT=TYPE",
+    multiple=True,
+    help="Only sessions holding this license. Repeat it: several types of one product match "
+    "either; several products must all match.",
+)
+@click.option(
+    "--idle-over",
+    type=DurationType(),
+    help="Only sessions idle at least this long (30s, 45m, 2h, 1d, 1h30m).",
+)
+@format_option
+@db_option
+def sessions(
+    user: str | None,
+    licenses: tuple[str, ...],
+    idle_over: timedelta | None,
+    output_format: str,
+    db_url: str | None,
+) -> None:
+    """List active sessions, oldest last activity first.
+
+    \b
+    Examples:
+      licusage sessions --license "Case Management=Concurrent User"
+      licusage sessions --user smith --idle-over 2h --format json
+    """
+    license_types = parse_license_options(licenses)
+    engine = open_store(db_url)
+    try:
+        frame = queries.session_usage(
+            engine, user=user, license_types=license_types, idle_over=idle_over
+        )
+    finally:
+        engine.dispose()
+    records = usage_records(frame)
+    if output_format == "json":
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif output_format == "csv":
+        write_csv(records, [str(c) for c in frame.columns])
+    else:
+        products = [str(c) for c in frame.columns[len(queries.BASE_COLUMNS) :]]
+        headers = ["ID", "User", "Host", "Started", "Last Activity", "Idle", *products]
+        rows = [
+            [
+                str(r["session_id"]),
+                r["user"],
+                r["host"] or "",
+                local_time(r["started_at"]),
+                local_time(r["last_activity"]),
+                durations.format_duration(r["idle"]),
+                *(r[p] if isinstance(r[p], str) else "" for p in products),
+            ]
+            for r in frame.to_dict("records")
+        ]
+        if rows:
+            click.echo(render_table(headers, rows))
+        click.echo(f"{plural(len(rows), 'active session')} (times are local)")
+
+
+@click.command()
+@format_option
+@db_option
+def pools(output_format: str, db_url: str | None) -> None:
+    """Show each license pool: seats, seats in use, free seats, denials today.
+
+    \b
+    Example:
+      licusage pools --format csv
+    """
+    engine = open_store(db_url)
+    try:
+        frame = queries.pool_usage(engine)
+    finally:
+        engine.dispose()
+    records = [
+        {
+            "product": r["product"],
+            "license_type": r["license_type"],
+            "kind": r["kind"],
+            "seats": int(r["seats"]),
+            "in_use": int(r["in_use"]),
+            "free": int(r["free"]),
+            "denials_today": int(r["denials_today"]),
+            "expires_at": iso_utc(r["expires_at"]),
+        }
+        for r in frame.to_dict("records")
+    ]
+    if output_format == "json":
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif output_format == "csv":
+        write_csv(records, list(frame.columns))
+    elif not records:
+        click.echo("No license pools yet (try: licusage demo).")
+    else:
+        headers = ["Product", "License Type", "Seats", "In Use", "Free", "Denials Today", "Expires"]
+        rows = [
+            [
+                r["product"],
+                r["license_type"],
+                str(r["seats"]),
+                str(r["in_use"]),
+                str(r["free"]),
+                str(r["denials_today"]),
+                local_time(r["expires_at"]),
+            ]
+            for r in records
+        ]
+        click.echo(render_table(headers, rows))
+
+
+def _describe_targets(engine: Engine, ids: list[int]) -> list[int]:
+    """Print what logging `ids` out would do; return the ids of the active sessions."""
+    found = queries.sessions_by_id(engine, ids)
+    active = found[found["ended_at"].isna()]
+    active_ids = [int(i) for i in active["session_id"]]
+    held = queries.session_licenses(engine, active_ids)
+    licenses: dict[int, list[str]] = {}
+    for r in held.to_dict("records"):
+        licenses.setdefault(int(r["session_id"]), []).append(
+            f"{r['product']} ({r['license_type']})"
+        )
+    if active_ids:
+        click.echo(f"About to log out {plural(len(active_ids), 'session')}:", err=True)
+        for r in active.to_dict("records"):
+            freed = ", ".join(licenses.get(int(r["session_id"]), [])) or "no licenses"
+            click.echo(f"  #{r['session_id']}  {r['user']}  frees: {freed}", err=True)
+    ended = sorted(set(found["session_id"].astype(int)) - set(active_ids))
+    unknown = sorted(set(ids) - set(found["session_id"].astype(int)))
+    if ended:
+        click.echo(f"Already ended: {', '.join(map(str, ended))}", err=True)
+    if unknown:
+        click.echo(f"Unknown: {', '.join(map(str, unknown))}", err=True)
+    return active_ids
+
+
+@click.command()
+@click.argument("session_ids", metavar="ID...", nargs=-1, required=True, type=SessionIdType())
+@click.option("--actor", required=True, metavar="NAME", help="Who logs them out (audited).")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+@db_option
+def logout(session_ids: tuple[int, ...], actor: str, yes: bool, db_url: str | None) -> None:
+    """Log sessions out by id, freeing their licenses; every logout is audited.
+
+    Asks for confirmation on a terminal; without one, refuses unless --yes is given.
+
+    \b
+    Example:
+      licusage logout 12 15 --actor alice.admin
+      licusage logout 12 15 --actor alice.admin --yes
+    """
+    actor = actions.check_actor(actor)
+    ids = sorted(set(session_ids))
+    if not yes and not stdin_is_terminal():
+        raise CliError("no terminal to confirm on: pass --yes to log sessions out; nothing changed")
+    engine = open_store(db_url)
+    try:
+        if not yes:
+            active = _describe_targets(engine, ids)
+            if active and not click.confirm(
+                f"Log out {plural(len(active), 'session')} as {actor}?", err=True
+            ):
+                click.echo("Cancelled: nothing changed.", err=True)
+                sys.exit(1)
+        result = actions.logout_sessions(engine, ids, actor)
+    finally:
+        engine.dispose()
+    _report_logout(result)
+
+
+def _report_logout(result: actions.LogoutResult) -> None:
+    def listed(ids: Sequence[int]) -> str:
+        return ", ".join(map(str, ids)) if ids else "none"
+
+    click.echo(f"Logged out: {listed(result.logged_out)}")
+    if result.already_ended:
+        click.echo(f"Already ended: {listed(result.already_ended)}")
+    if result.unknown:
+        click.echo(f"Unknown: {listed(result.unknown)}")
+
+
+@click.command()
+@click.option(
+    "--idle-over",
+    required=True,
+    type=DurationType(minimum=timedelta(seconds=1)),
+    help="End sessions idle longer than this (45m, 2h, 1d, 1h30m); a pool's own shorter "
+    "idle limit applies to sessions holding it.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be ended.")
+@click.option(
+    "--actor", default="policy", show_default=True, metavar="NAME", help="Named in the audit."
+)
+@db_option
+def reap(idle_over: timedelta, dry_run: bool, actor: str, db_url: str | None) -> None:
+    """End idle sessions (reason idle_timeout), audited like a logout.
+
+    \b
+    Example:
+      licusage reap --idle-over 8h --dry-run
+      licusage reap --idle-over 8h
+    """
+    engine = open_store(db_url)
+    try:
+        result = actions.reap_idle(engine, idle_over, actor=actor, dry_run=dry_run)
+        found = queries.sessions_by_id(engine, result.logged_out)
+    finally:
+        engine.dispose()
+    users = dict(zip(found["session_id"].astype(int), found["user"], strict=True))
+    verb = "Would end" if dry_run else "Ended"
+    limit = durations.format_duration(idle_over)
+    click.echo(f"{verb} {plural(len(result.logged_out), 'idle session')} (limit {limit}).")
+    if result.logged_out:
+        rows = [
+            [str(i), str(users.get(i, "")), durations.format_duration(result.idle[i])]
+            for i in result.logged_out
+        ]
+        click.echo(render_table(["ID", "User", "Idle"], rows))
