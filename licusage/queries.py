@@ -6,7 +6,9 @@ The dashboard, the CLI and the notebooks all call these.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -56,6 +58,142 @@ def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
     return sessions_t.c.user_key.contains(needle, autoescape=True)
 
 
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which active sessions a listing shows; validated once, turned into SQL once.
+
+    - `user`: case-insensitive substring of the user name, every character literal; blank = all.
+    - `license_types`: product -> license type names; a missing or empty product means any type,
+      several products must all match (names are checked against the catalogue when queried:
+      :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`).
+    - `idle_over`: keep sessions whose last activity is at least this long ago.
+
+    :func:`session_usage`, :func:`session_usage_page` and :func:`session_usage_counts` take one
+    (or the same three keyword arguments); :meth:`code` is the notebook line that reproduces it.
+    Raises :class:`~licusage.errors.InvalidInput` for arguments of the wrong shape.
+    """
+
+    user: str | None = None
+    license_types: Mapping[str, Collection[str] | None] | None = None
+    idle_over: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.user is not None and not isinstance(self.user, str):
+            raise InvalidInput(f"user filter must be text, not {self.user!r}")
+        if self.idle_over is not None:
+            object.__setattr__(self, "idle_over", _check_timedelta(self.idle_over, "idle_over"))
+        if self.license_types is not None:
+            if not isinstance(self.license_types, Mapping):
+                raise InvalidInput(
+                    "license_types must map product names to collections of type names"
+                )
+            types: dict[str, tuple[str, ...] | None] = {}
+            for product, names in self.license_types.items():
+                if names is None or isinstance(names, str):
+                    types[product] = None if names is None else (names,)
+                    continue
+                try:
+                    types[product] = tuple(names)
+                except TypeError:
+                    raise InvalidInput(
+                        f"license types of {product!r} must be a collection of names"
+                    ) from None
+            object.__setattr__(self, "license_types", MappingProxyType(types))
+
+    def __hash__(self) -> int:
+        types = None if self.license_types is None else tuple(self.license_types.items())
+        return hash((self.user, types, self.idle_over))
+
+    @classmethod
+    def of(
+        cls,
+        where: SessionFilter | None = None,
+        *,
+        user: str | None = None,
+        license_types: Mapping[str, Collection[str] | None] | None = None,
+        idle_over: timedelta | None = None,
+    ) -> SessionFilter:
+        """`where`, else a filter of the keyword arguments (not both)."""
+        if where is None:
+            return cls(user=user, license_types=license_types, idle_over=idle_over)
+        if not isinstance(where, SessionFilter):
+            raise InvalidInput(f"the filter must be a SessionFilter, not {where!r}")
+        if user is not None or license_types is not None or idle_over is not None:
+            raise InvalidInput("give a SessionFilter or keyword filters, not both")
+        return where
+
+    def kwargs(self) -> dict[str, Any]:
+        """The filter as keyword arguments of :func:`session_usage` (types as lists)."""
+        types = (
+            None
+            if self.license_types is None
+            else {p: None if t is None else list(t) for p, t in self.license_types.items()}
+        )
+        return {"user": self.user, "license_types": types, "idle_over": self.idle_over}
+
+    def code(self, call: str = "queries.session_usage", max_user: int = 60) -> str:
+        """The notebook line that reproduces the listing, e.g.
+        ``queries.session_usage(engine, user='alice')`` (a very long user text is shortened)."""
+        args = []
+        for name, value in self.kwargs().items():
+            if value is None:
+                continue
+            if name == "user" and len(value) > max_user:
+                args.append(f"user={value[:max_user]!r}…  # {len(value):,} characters")
+            elif name == "idle_over":
+                args.append(f"idle_over=pd.Timedelta({str(pd.Timedelta(value))!r})")
+            else:
+                args.append(f"{name}={value!r}")
+        return f"{call}({', '.join(['engine', *args])})"
+
+    def clauses(
+        self, catalog: Catalog, now: datetime, *, every_product: bool
+    ) -> tuple[sa.FromClause, list[sa.ColumnElement[bool]], list[sa.FromClause]]:
+        """The FROM and WHERE of the active sessions this filter keeps, as of `now`.
+
+        With `every_product`, every product of the catalogue is LEFT JOINed (alias ``h<i>``, in
+        catalogue order, returned for the listing's columns) and type filters go in WHERE;
+        without, only the filtered products are joined (inner joins), which is all a count
+        needs: a product without a type filter does not change which sessions match.
+        """
+        type_filter = parse_license_filter(catalog, self.license_types)
+        s = sessions_t
+        from_clause: sa.FromClause = s
+        conditions: list[sa.ColumnElement[bool]] = [s.c.ended_at.is_(None)]
+        holds: list[sa.FromClause] = []
+        for position, product_id in enumerate(catalog.products.values()):
+            if not every_product and product_id not in type_filter:
+                continue
+            hold = holds_t.alias(f"h{position}")
+            # an active session's licenses are all unreleased: saying so lets PostgreSQL look
+            # them up by index instead of hashing every hold of the history (2.8 s -> 0.5 s)
+            joined = sa.and_(
+                hold.c.session_id == s.c.id,
+                hold.c.product_id == product_id,
+                hold.c.released_at.is_(None),
+            )
+            if every_product:
+                from_clause = from_clause.outerjoin(hold, joined)
+                holds.append(hold)
+                if product_id in type_filter:
+                    conditions.append(hold.c.license_type_id.in_(type_filter[product_id]))
+            else:
+                from_clause = from_clause.join(
+                    hold, sa.and_(joined, hold.c.license_type_id.in_(type_filter[product_id]))
+                )
+        condition = user_condition(self.user)
+        if condition is not None:
+            conditions.append(condition)
+        if self.idle_over is not None:
+            try:
+                cutoff = clock.to_db(now - self.idle_over)
+            except OverflowError:
+                conditions.append(sa.false())  # idle longer than the calendar allows: nobody
+            else:
+                conditions.append(s.c.last_activity <= cutoff)
+        return from_clause, conditions, holds
+
+
 def _timestamps(values: pd.Series) -> pd.Series:
     """Naive-UTC values from the driver (strings on SQLite) as tz-aware UTC timestamps."""
     first = values.dropna().iloc[0] if values.notna().any() else None
@@ -71,16 +209,9 @@ def _empty_timestamps(values: pd.Series) -> pd.Series:
 
 
 def _usage_select(
-    engine_or_conn: Engine | sa.Connection,
-    catalog: Catalog,
-    *,
-    user: str | None,
-    license_types: Mapping[str, Collection[str]] | None,
-    idle_over: timedelta | None,
-    now: datetime,
+    engine_or_conn: Engine | sa.Connection, catalog: Catalog, where: SessionFilter, now: datetime
 ) -> sa.Select:
     """The one SQL statement behind :func:`session_usage` (one LEFT JOIN per product)."""
-    type_filter = parse_license_filter(catalog, license_types)
     # SQLite: fetch timestamps as their stored text and parse them vectorised in pandas
     as_text = is_sqlite(engine_or_conn)
 
@@ -88,38 +219,15 @@ def _usage_select(
         return sa.type_coerce(column, sa.String) if as_text else column
 
     s = sessions_t
+    from_clause, conditions, holds = where.clauses(catalog, now, every_product=True)
     columns: list[sa.ColumnElement] = [
         s.c.id.label("session_id"),
         s.c.user_name.label("user"),
         s.c.host,
         ts(s.c.started_at).label("started_at"),
         ts(s.c.last_activity).label("last_activity"),
+        *(hold.c.license_type_id.label(f"p{i}") for i, hold in enumerate(holds)),
     ]
-    from_clause: sa.FromClause = s
-    conditions: list[sa.ColumnElement[bool]] = [s.c.ended_at.is_(None)]
-    for position, product_id in enumerate(catalog.products.values()):
-        hold = holds_t.alias(f"h{position}")
-        # an active session's licenses are all unreleased: saying so lets PostgreSQL look them
-        # up by index instead of hashing every hold of the history (2.8 s -> 0.5 s at 100k/2M)
-        joined = sa.and_(
-            hold.c.session_id == s.c.id,
-            hold.c.product_id == product_id,
-            hold.c.released_at.is_(None),
-        )
-        from_clause = from_clause.outerjoin(hold, joined)
-        columns.append(hold.c.license_type_id.label(f"p{position}"))
-        if product_id in type_filter:
-            conditions.append(hold.c.license_type_id.in_(type_filter[product_id]))
-    condition = user_condition(user)
-    if condition is not None:
-        conditions.append(condition)
-    if idle_over is not None:
-        try:
-            cutoff = clock.to_db(now - idle_over)
-        except OverflowError:
-            conditions.append(sa.false())  # idle longer than the calendar allows: nobody
-        else:
-            conditions.append(s.c.last_activity <= cutoff)
     return (
         sa.select(*columns)
         .select_from(from_clause)
@@ -131,11 +239,15 @@ def _usage_select(
 @store_operation
 def session_usage(
     engine: Engine,
+    where: SessionFilter | None = None,
+    *,
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
 ) -> pd.DataFrame:
-    """The active sessions matching the filters, oldest last activity first.
+    """The active sessions matching the filter, oldest last activity first.
+
+    The filter is a :class:`SessionFilter` or its fields as keyword arguments:
 
     - `user`: case-insensitive substring of the user name, every character literal; blank = all.
     - `license_types`: product -> license type names; a missing or empty product means any type,
@@ -147,15 +259,11 @@ def session_usage(
     ``idle`` (Timedelta), then one column per product of the catalogue, named as the product,
     holding the license type held (missing when the session holds none of that product).
     """
-    if idle_over is not None:
-        idle_over = _check_timedelta(idle_over, "idle_over")
+    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        query = _usage_select(
-            conn, catalog, user=user, license_types=license_types, idle_over=idle_over, now=now
-        )
-        rows = conn.execute(query).all()
+        rows = conn.execute(_usage_select(conn, catalog, where, now)).all()
     return usage_frame(rows, catalog, now)
 
 
@@ -313,33 +421,18 @@ def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame
     return frame
 
 
-def _usage_query(
-    conn: sa.Connection,
-    user: str | None,
-    license_types: Mapping[str, Collection[str]] | None,
-    idle_over: timedelta | None,
-    now: datetime,
-) -> tuple[Catalog, sa.Select]:
-    if idle_over is not None:
-        idle_over = _check_timedelta(idle_over, "idle_over")
-    catalog = read_catalog(conn)
-    query = _usage_select(
-        conn, catalog, user=user, license_types=license_types, idle_over=idle_over, now=now
-    )
-    return catalog, query
-
-
 @store_operation
 def session_usage_page(
     engine: Engine,
+    where: SessionFilter | None = None,
+    *,
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
-    *,
     offset: int = 0,
     limit: int = 25,
 ) -> pd.DataFrame:
-    """Rows `offset` to `offset + limit` of :func:`session_usage` with the same filters, in its
+    """Rows `offset` to `offset + limit` of :func:`session_usage` with the same filter, in its
     order (oldest last activity first, then session id), sorted and cut by the database.
 
     Same columns as :func:`session_usage`; a page past the end is empty.
@@ -347,9 +440,11 @@ def session_usage_page(
     for name, value in (("offset", offset), ("limit", limit)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
+    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
     now = clock.now()
     with engine.connect() as conn:
-        catalog, query = _usage_query(conn, user, license_types, idle_over, now)
+        catalog = read_catalog(conn)
+        query = _usage_select(conn, catalog, where, now)
         rows = conn.execute(query.limit(limit).offset(offset)).all()
     return usage_frame(rows, catalog, now)
 
@@ -357,42 +452,20 @@ def session_usage_page(
 @store_operation
 def session_usage_counts(
     engine: Engine,
+    where: SessionFilter | None = None,
+    *,
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
 ) -> tuple[int, int]:
-    """(sessions, distinct users) of :func:`session_usage` with the same filters, counted by
+    """(sessions, distinct users) of :func:`session_usage` with the same filter, counted by
     the database (no rows fetched)."""
-    if idle_over is not None:
-        idle_over = _check_timedelta(idle_over, "idle_over")
+    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
     now = clock.now()
     s = sessions_t
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        type_filter = parse_license_filter(catalog, license_types)
-        # session_usage's conditions without its LEFT JOINs: a product without a type filter
-        # does not change which sessions match, so only filtered products are joined
-        from_clause: sa.FromClause = s
-        conditions: list[sa.ColumnElement[bool]] = [s.c.ended_at.is_(None)]
-        for position, (product_id, type_ids) in enumerate(type_filter.items()):
-            hold = holds_t.alias(f"h{position}")
-            from_clause = from_clause.join(
-                hold,
-                sa.and_(
-                    hold.c.session_id == s.c.id,
-                    hold.c.product_id == product_id,
-                    hold.c.released_at.is_(None),
-                    hold.c.license_type_id.in_(type_ids),
-                ),
-            )
-        condition = user_condition(user)
-        if condition is not None:
-            conditions.append(condition)
-        if idle_over is not None:
-            try:
-                conditions.append(s.c.last_activity <= clock.to_db(now - idle_over))
-            except OverflowError:
-                conditions.append(sa.false())
+        from_clause, conditions, _ = where.clauses(catalog, now, every_product=False)
         sessions, users = conn.execute(
             sa.select(sa.func.count(), sa.func.count(sa.distinct(s.c.user_key)))
             .select_from(from_clause)

@@ -99,3 +99,56 @@ def test_filters_are_checked_as_in_session_usage(store):
         queries.session_usage_counts(store, idle_over=timedelta(minutes=-1))
     with pytest.raises(InvalidInput):
         queries.session_usage_page(store, idle_over=timedelta(minutes=-1))
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+def test_a_session_filter_gives_what_its_keyword_arguments_give(store, filters):
+    where = queries.SessionFilter(**filters)
+    pd.testing.assert_frame_equal(
+        queries.session_usage(store, where), queries.session_usage(store, **filters)
+    )
+    assert queries.session_usage_counts(store, where) == queries.session_usage_counts(
+        store, **filters
+    )
+    pd.testing.assert_frame_equal(
+        queries.session_usage_page(store, where, offset=1, limit=2),
+        queries.session_usage_page(store, **filters, offset=1, limit=2),
+    )
+    assert queries.SessionFilter(**where.kwargs()) == where
+    assert hash(queries.SessionFilter(**filters)) == hash(where)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"user": 5},
+        {"license_types": ["Case Management"]},
+        {"license_types": {CM: 5}},
+        {"idle_over": timedelta(seconds=-1)},
+        {"idle_over": "1h"},
+    ],
+)
+def test_a_session_filter_refuses_bad_arguments_when_made(bad):
+    with pytest.raises(InvalidInput):
+        queries.SessionFilter(**bad)
+
+
+def test_a_filter_and_keyword_filters_do_not_mix(store):
+    with pytest.raises(InvalidInput):
+        queries.session_usage(store, queries.SessionFilter(user="b"), user="c")
+    with pytest.raises(InvalidInput):
+        queries.session_usage_counts(store, {"user": "b"})  # type: ignore[arg-type]
+
+
+def test_the_notebook_line_of_a_filter_reproduces_it(store):
+    where = queries.SessionFilter(
+        user="b", license_types={CM: [CONC]}, idle_over=timedelta(minutes=30)
+    )
+    code = where.code()
+    assert code == (
+        "queries.session_usage(engine, user='b', license_types={'Case Management': "
+        "['Concurrent User']}, idle_over=pd.Timedelta('0 days 00:30:00'))"
+    )
+    again = eval(code, {"queries": queries, "engine": store, "pd": pd})
+    pd.testing.assert_frame_equal(again, queries.session_usage(store, where))
+    assert queries.SessionFilter(user="x" * 100).code(max_user=10).endswith("# 100 characters)")

@@ -171,31 +171,24 @@ class SessionExplorer(param.Parameterized):
             self.param.update(products=list(cat.products), product_types=types)
         return True
 
+    def session_filter(self) -> queries.SessionFilter:
+        """The current filter, validated once (what the table, the counts and the code show)."""
+        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
+        return queries.SessionFilter(
+            user=self.user or None,
+            license_types=chosen or None,
+            idle_over=IDLE_CHOICES[self.idle_over],
+        )
+
     def filters(self) -> dict[str, Any]:
         """The current filter as keyword arguments of :func:`licusage.queries.session_usage`
         (paste them into a notebook to reproduce the table)."""
-        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
-        return {
-            "user": self.user or None,
-            "license_types": chosen or None,
-            "idle_over": IDLE_CHOICES[self.idle_over],
-        }
+        return self.session_filter().kwargs()
 
     def filter_code(self, max_user: int = 60) -> str:
         """The current filter as a notebook call, e.g.
         ``queries.session_usage(engine, user='alice')`` (a very long user text is shortened)."""
-        args = []
-        for name, value in self.filters().items():
-            if value is None:
-                continue
-            if name == "user" and len(value) > max_user:
-                args.append(f"user={value[:max_user]!r}…  # {len(value):,} characters")
-                continue
-            if name == "idle_over":
-                args.append(f"idle_over=pd.Timedelta({str(pd.Timedelta(value))!r})")
-                continue
-            args.append(f"{name}={value!r}")
-        return f"queries.session_usage({', '.join(['engine', *args])})"
+        return self.session_filter().code(max_user=max_user)
 
     def _read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         usage = queries.session_usage(self.engine, **self.filters())
