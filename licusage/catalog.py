@@ -13,8 +13,20 @@ from sqlalchemy.engine import Connection, Engine
 from . import clock
 from .db import store_operation, write
 from .errors import InvalidInput, UnknownLicenseType, UnknownProduct
-from .models import CONCURRENT, NAMED, assignments_t, pools_t, products_t, types_t
+from .models import (
+    CONCURRENT,
+    NAMED,
+    PER_CHECKOUT,
+    PER_USER,
+    assignments_t,
+    pool_seats_t,
+    pools_t,
+    products_t,
+    types_t,
+)
 from .validation import user_identity
+
+COUNTING_RULES = (PER_USER, PER_CHECKOUT)
 
 DEFAULT_PRODUCTS = ("Case Management", "Reports Only", "RD Agent Assist", "RD Email Management")
 NAMED_USER = "Named User"
@@ -34,9 +46,10 @@ class Pool:
     license_type_id: int
     license_type: str
     kind: str
-    seats: int
+    seats: int | None  # None: not known
     expires_at: datetime | None
     idle_limit_seconds: int | None
+    counting: str = PER_USER  # PER_USER or PER_CHECKOUT (floating: licenses are summed)
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ def read_catalog(conn: Connection | Engine) -> Catalog:
             pools_t.c.seats,
             pools_t.c.expires_at,
             pools_t.c.idle_limit_seconds,
+            pools_t.c.counting,
         )
         .join(products_t, products_t.c.id == pools_t.c.product_id)
         .join(types_t, types_t.c.id == pools_t.c.license_type_id)
@@ -146,53 +160,138 @@ def add_pool(
     engine: Engine,
     product: str,
     license_type: str,
-    seats: int,
+    seats: int | None,
     expires_at: datetime | None = None,
     *,
     idle_limit: float | None = None,
+    counting: str = PER_USER,
 ) -> int:
     """Create (or update the seats, expiry and idle limit of) the pool of `product` and `license_type`.
 
     The product and license type are created when new; a type whose name contains "named" is a
     Named User type, any other is a Concurrent User type. `idle_limit` (seconds) is the pool's
-    own idle-timeout for ``reap``. Returns the pool id.
+    own idle-timeout for ``reap``. `counting` is ``per_user`` (a user's sessions share a seat)
+    or ``per_checkout`` (floating licenses: every license checked out counts). `seats` None
+    means not known. A change of seats is kept in the pool's seat history. Returns the pool id.
     """
     product = _check_name(product, "product")
     license_type = _check_name(license_type, "license type")
     if product in RESERVED_COLUMNS:
         raise InvalidInput(f"{product!r} is reserved for a result column; choose another name")
-    if isinstance(seats, bool) or not isinstance(seats, int) or seats < 0:
+    if seats is not None and (isinstance(seats, bool) or not isinstance(seats, int) or seats < 0):
         raise InvalidInput(f"seats must be a whole number >= 0, not {seats!r}")
+    if counting not in COUNTING_RULES:
+        raise InvalidInput(f"counting must be one of {', '.join(COUNTING_RULES)}, not {counting!r}")
     if idle_limit is not None and (isinstance(idle_limit, bool) or idle_limit <= 0):
         raise InvalidInput(f"idle_limit must be a positive number of seconds, not {idle_limit!r}")
     idle_seconds = None if idle_limit is None else int(idle_limit)
     with write(engine) as conn:
-        product_id = _get_or_create(conn, products_t, product)
-        type_id = _get_or_create(conn, types_t, license_type, kind=_kind_for(license_type))
         values = {
             "seats": seats,
             "expires_at": clock.to_db(expires_at),
             "idle_limit_seconds": idle_seconds,
+            "counting": counting,
         }
-        existing = conn.execute(
-            sa.select(pools_t.c.id).where(
-                pools_t.c.product_id == product_id, pools_t.c.license_type_id == type_id
-            )
-        ).scalar()
-        if existing is not None:
-            conn.execute(sa.update(pools_t).where(pools_t.c.id == existing).values(**values))
-            return int(existing)
-        inserted = conn.execute(
-            sa.insert(pools_t)
-            .values(
-                product_id=product_id,
-                license_type_id=type_id,
-                created_at=clock.current_db_time(),
-                **values,
-            )
-            .returning(pools_t.c.id)
+        return ensure_pool(conn, product, license_type, values, origin="catalogue")
+
+
+def ensure_pool(
+    conn: Connection,
+    product: str,
+    license_type: str,
+    values: Mapping[str, object],
+    *,
+    origin: str,
+    at: datetime | None = None,
+) -> int:
+    """Create or update a pool inside the caller's transaction; its id.
+
+    `values` are column values of ``license_pools``; a change of ``seats`` (or a new pool)
+    adds an entry to the seat history, in force from `at` (default now), noting `origin`.
+    """
+    when = clock.current_db_time(at)
+    product_id = _get_or_create(conn, products_t, product)
+    type_id = _get_or_create(conn, types_t, license_type, kind=_kind_for(license_type))
+    existing = conn.execute(
+        sa.select(pools_t.c.id, pools_t.c.seats).where(
+            pools_t.c.product_id == product_id, pools_t.c.license_type_id == type_id
         )
-        return int(inserted.scalar_one())
+    ).first()
+    if existing is not None:
+        pool_id = int(existing.id)
+        if values:
+            conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(**values))
+        if "seats" in values and values["seats"] != existing.seats:
+            record_seats(conn, pool_id, values["seats"], at=when, origin=origin)  # type: ignore[arg-type]
+        return pool_id
+    pool_id = int(
+        conn.execute(
+            sa.insert(pools_t)
+            .values(product_id=product_id, license_type_id=type_id, created_at=when, **values)
+            .returning(pools_t.c.id)
+        ).scalar_one()
+    )
+    if values.get("seats") is not None:  # unknown seats need no entry: unknown is the default
+        record_seats(conn, pool_id, values["seats"], at=when, origin=origin)  # type: ignore[arg-type]
+    return pool_id
+
+
+def record_seats(
+    conn: Connection, pool_id: int, seats: int | None, *, at: datetime, origin: str
+) -> None:
+    """Note that `pool_id` has `seats` (None: unknown) from `at` on (its seat history)."""
+    at = clock.current_db_time(at)
+    latest = conn.execute(
+        sa.select(pool_seats_t.c.seats, pool_seats_t.c.valid_from)
+        .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from <= at)
+        .order_by(pool_seats_t.c.valid_from.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.seats == seats:
+        return
+    if latest is not None and latest.valid_from == at:
+        conn.execute(
+            sa.update(pool_seats_t)
+            .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from == at)
+            .values(seats=seats, origin=origin)
+        )
+        return
+    conn.execute(
+        sa.insert(pool_seats_t).values(pool_id=pool_id, valid_from=at, seats=seats, origin=origin)
+    )
+
+
+@store_operation
+def seat_history(engine: Engine) -> pd.DataFrame:
+    """Every pool's seats over time: ``product``, ``license_type``, ``valid_from`` (UTC),
+    ``seats`` (Int64, missing when unknown) and ``origin``, in time order per pool."""
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        rows = conn.execute(
+            sa.select(
+                pool_seats_t.c.pool_id,
+                pool_seats_t.c.valid_from,
+                pool_seats_t.c.seats,
+                pool_seats_t.c.origin,
+            ).order_by(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from)
+        ).all()
+    pools = {p.id: p for p in catalog.pools}
+    frame = pd.DataFrame(
+        [
+            (
+                pools[r.pool_id].product,
+                pools[r.pool_id].license_type,
+                r.valid_from,
+                r.seats,
+                r.origin,
+            )
+            for r in rows
+        ],
+        columns=["product", "license_type", "valid_from", "seats", "origin"],
+    )
+    frame["valid_from"] = pd.to_datetime(frame["valid_from"]).dt.tz_localize("UTC")
+    frame["seats"] = frame["seats"].astype("Int64")
+    return frame
 
 
 @store_operation
@@ -219,7 +318,7 @@ def assign_named(engine: Engine, product: str, user: str, license_type: str = NA
         assigned = conn.execute(
             sa.select(sa.func.count()).where(assignments_t.c.pool_id == pool.id)
         ).scalar_one()
-        if assigned >= pool.seats:
+        if pool.seats is not None and assigned >= pool.seats:
             raise InvalidInput(
                 f"{product} / {license_type} has all {pool.seats} named seats assigned"
             )
@@ -249,8 +348,9 @@ def unassign_named(engine: Engine, product: str, user: str, license_type: str = 
 
 @store_operation
 def list_pools(engine: Engine) -> pd.DataFrame:
-    """The pools: columns ``product``, ``license_type``, ``kind``, ``seats``, ``assigned``
-    (named users, for named pools), ``expires_at`` (UTC) and ``idle_limit`` (a Timedelta)."""
+    """The pools: columns ``product``, ``license_type``, ``kind``, ``seats`` (Int64, missing
+    when unknown), ``assigned`` (named users, for named pools), ``expires_at`` (UTC),
+    ``idle_limit`` (a Timedelta) and ``counting`` (``per_user`` or ``per_checkout``)."""
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         assigned: dict[int, int] = dict(
@@ -271,6 +371,7 @@ def list_pools(engine: Engine) -> pd.DataFrame:
             "idle_limit": None
             if p.idle_limit_seconds is None
             else pd.Timedelta(seconds=p.idle_limit_seconds),
+            "counting": p.counting,
         }
         for p in catalog.pools
     ]
@@ -284,8 +385,10 @@ def list_pools(engine: Engine) -> pd.DataFrame:
             "assigned",
             "expires_at",
             "idle_limit",
+            "counting",
         ],
     )
+    frame["seats"] = frame["seats"].astype("Int64")
     frame["assigned"] = frame["assigned"].astype("Int64")
     frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
     frame["idle_limit"] = pd.to_timedelta(frame["idle_limit"])

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -25,6 +26,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMED = "named"
 CONCURRENT = "concurrent"
+
+# how a pool counts seats in use (``license_pools.counting``)
+PER_USER = "per_user"  # a user's sessions share one seat (the app's Concurrent User)
+PER_CHECKOUT = "per_checkout"  # floating licenses: the sum of licenses checked out
+
+# where a session came from (``sessions.source``): the app API, else a license server's name
+APP_SOURCE = "app"
 
 
 class Base(DeclarativeBase):
@@ -53,10 +61,38 @@ class LicensePool(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     license_type_id: Mapped[int] = mapped_column(ForeignKey("license_types.id"))
-    seats: Mapped[int] = mapped_column(Integer)
+    # None: not known (a FlexLM debug log alone says nothing about seats)
+    seats: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     idle_limit_seconds: Mapped[int | None] = mapped_column(Integer)
+    counting: Mapped[str] = mapped_column(String(20), server_default=PER_USER)
+
+
+class PoolSeats(Base):
+    """The seats of a pool in force from ``valid_from`` until the pool's next entry."""
+
+    __tablename__ = "pool_seats"
+    __table_args__ = (UniqueConstraint("pool_id", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
+    valid_from: Mapped[datetime] = mapped_column(DateTime)
+    seats: Mapped[int | None] = mapped_column(Integer)  # None: unknown from then on
+    origin: Mapped[str | None] = mapped_column(String(200))  # e.g. "lmstat SERVER"
+
+
+class LicenseServer(Base):
+    """A FlexLM or RLM license server that sessions are read from."""
+
+    __tablename__ = "license_servers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "flexlm" or "rlm"
+    # how to remove a checkout on the server: an argument template (see licusage.sources.remove)
+    remove_command: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class NamedAssignment(Base):
@@ -95,11 +131,29 @@ class Session(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     end_reason: Mapped[str | None] = mapped_column(String(50))
     ended_by: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200), server_default=APP_SOURCE)
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("license_servers.id"))
+    display: Mapped[str | None] = mapped_column(String(255))
 
 
 class Hold(Base):
+    """One license held by a session over a period in which its count stayed the same.
+
+    A session holds at most one active entry per product; when a license server session checks
+    out more (or returns some) of a product, the entry is released and a new one with the new
+    ``licenses`` starts at the same moment, so the history of counts is exact.
+    """
+
     __tablename__ = "session_licenses"
     __table_args__ = (
+        Index(
+            "ux_holds_active_session_product",
+            "session_id",
+            "product_id",
+            unique=True,
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
         Index(
             "ix_holds_active_pool_user",
             "pool_id",
@@ -117,13 +171,95 @@ class Hold(Base):
         ),
     )
 
-    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     license_type_id: Mapped[int] = mapped_column(ForeignKey("license_types.id"))
     pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
     user_name: Mapped[str] = mapped_column(String(200))
     granted_at: Mapped[datetime] = mapped_column(DateTime)
     released_at: Mapped[datetime | None] = mapped_column(DateTime)
+    licenses: Mapped[int] = mapped_column(Integer, server_default="1")
+
+
+class Checkout(Base):
+    """One checkout on a license server: what is needed to act on it (``lmremove``)."""
+
+    __tablename__ = "server_checkouts"
+    __table_args__ = (
+        Index(
+            "ix_checkouts_active_server",
+            "server_id",
+            "feature",
+            sqlite_where=text("in_at IS NULL"),
+            postgresql_where=text("in_at IS NULL"),
+        ),
+        Index("ix_checkouts_session", "session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    feature: Mapped[str] = mapped_column(String(200))
+    user_name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(255))
+    display: Mapped[str | None] = mapped_column(String(255))
+    handle: Mapped[str | None] = mapped_column(String(100))  # the server's handle or "port/handle"
+    version: Mapped[str | None] = mapped_column(String(50))
+    licenses: Mapped[int] = mapped_column(Integer)
+    out_at: Mapped[datetime] = mapped_column(DateTime)
+    in_at: Mapped[datetime | None] = mapped_column(DateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(50))
+
+
+class Reservation(Base):
+    """Licenses a server keeps for a HOST, GROUP, USER...: counted as in use while seen."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
+    feature: Mapped[str] = mapped_column(String(200))
+    holder_kind: Mapped[str] = mapped_column(String(20))  # HOST, GROUP, USER, DISPLAY, ...
+    holder: Mapped[str] = mapped_column(String(255))
+    licenses: Mapped[int] = mapped_column(Integer)
+    seen_from: Mapped[datetime] = mapped_column(DateTime)
+    seen_until: Mapped[datetime | None] = mapped_column(DateTime)  # None: still in force
+
+
+class QueuedRequest(Base):
+    """A request a server put in its queue (FlexLM ``QUEUED:``, RLM ``QUE``)."""
+
+    __tablename__ = "queued_requests"
+    __table_args__ = (Index("ix_queued_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    user_name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(255))
+    feature: Mapped[str] = mapped_column(String(200))
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("license_pools.id"))
+    licenses: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ImportedFile(Base):
+    """How far a log file was imported: the bytes read, their fingerprint, the parser's state."""
+
+    __tablename__ = "imported_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
+    format: Mapped[str] = mapped_column(String(20))  # "flexlm-log", "rlm-log"
+    path: Mapped[str] = mapped_column(Text)  # where it was last read from (information only)
+    offset: Mapped[int] = mapped_column(BigInteger)  # bytes read (whole lines only)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of those bytes
+    lines: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(Text)  # JSON: the parser's date and clock at `offset`
+    imported_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Denial(Base):
@@ -141,6 +277,9 @@ class Denial(Base):
     license_type_id: Mapped[int] = mapped_column(ForeignKey("license_types.id"))
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("license_pools.id"))
     reason: Mapped[str] = mapped_column(String(50))
+    # the server's own words (FlexLM "Licensed number of users already reached. (-4,342)")
+    detail: Mapped[str | None] = mapped_column(Text)
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("license_servers.id"))
 
 
 class AuditEvent(Base):
@@ -187,3 +326,9 @@ holds_t = _table(Hold)
 denials_t = _table(Denial)
 audit_t = _table(AuditEvent)
 accounts_t = _table(Account)
+pool_seats_t = _table(PoolSeats)
+servers_t = _table(LicenseServer)
+checkouts_t = _table(Checkout)
+reservations_t = _table(Reservation)
+queued_t = _table(QueuedRequest)
+imported_files_t = _table(ImportedFile)

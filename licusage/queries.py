@@ -21,7 +21,7 @@ from .audit import audit_log as audit_log
 from .catalog import Catalog, parse_license_filter, read_catalog
 from .db import is_sqlite, store_operation
 from .errors import InvalidInput
-from .models import denials_t, holds_t, sessions_t
+from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
 from .sessions import check_session_id, id_conditions
 from .validation import lenient_identity
 
@@ -288,25 +288,60 @@ def usage_frame(rows: Sequence[Any], catalog: Catalog, now: datetime) -> pd.Data
     return frame
 
 
+def pools_in_use(conn: Any, catalog: Catalog) -> tuple[dict[int, int], dict[int, int]]:
+    """(in use, reserved) per pool id right now, by each pool's counting rule.
+
+    ``per_user``: distinct users holding the pool in an active session; ``per_checkout``: the
+    licenses held. Reservations a license server keeps (``lmstat`` RESERVATIONs) count as in use
+    and are also returned apart.
+    """
+    active = holds_t.c.released_at.is_(None)
+    users: dict[int, int] = dict(
+        conn.execute(
+            sa.select(holds_t.c.pool_id, sa.func.count(sa.distinct(holds_t.c.user_name)))
+            .where(active)
+            .group_by(holds_t.c.pool_id)
+        ).all()
+    )
+    licenses: dict[int, int] = dict(
+        conn.execute(
+            sa.select(holds_t.c.pool_id, sa.func.sum(holds_t.c.licenses))
+            .where(active)
+            .group_by(holds_t.c.pool_id)
+        ).all()
+    )
+    reserved: dict[int, int] = {
+        int(pool_id): int(count)
+        for pool_id, count in conn.execute(
+            sa.select(reservations_t.c.pool_id, sa.func.sum(reservations_t.c.licenses))
+            .where(reservations_t.c.seen_until.is_(None))
+            .group_by(reservations_t.c.pool_id)
+        ).all()
+    }
+    in_use = {}
+    for pool in catalog.pools:
+        held = licenses if pool.counting == PER_CHECKOUT else users
+        in_use[pool.id] = int(held.get(pool.id, 0)) + reserved.get(pool.id, 0)
+    return in_use, reserved
+
+
 @store_operation
 def pool_usage(engine: Engine) -> pd.DataFrame:
     """Seats per pool right now.
 
-    Columns: ``product``, ``license_type``, ``kind``, ``seats``, ``in_use`` (distinct users
-    holding a license of the pool in an active session), ``free`` (seats - in_use, never below 0),
-    ``denials_today`` (denials since midnight UTC) and ``expires_at``.
+    Columns: ``product``, ``license_type``, ``kind``, ``seats`` (Int64; missing when not known,
+    e.g. a feature seen only in a FlexLM debug log), ``in_use`` (by the pool's counting rule:
+    distinct users holding the pool in an active session, or for a ``per_checkout`` pool the
+    licenses checked out; reservations included), ``free`` (seats - in_use, never below 0;
+    missing when seats are unknown), ``denials_today`` (denials since midnight UTC),
+    ``expires_at``, then ``counting`` and ``reserved`` (licenses a server keeps reserved,
+    counted in ``in_use``).
     """
     now = clock.to_utc(clock.now())
     midnight = clock.to_db(now.replace(hour=0, minute=0, second=0, microsecond=0))
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        in_use: dict[int, int] = dict(
-            conn.execute(
-                sa.select(holds_t.c.pool_id, sa.func.count(sa.distinct(holds_t.c.user_name)))
-                .where(holds_t.c.released_at.is_(None))
-                .group_by(holds_t.c.pool_id)
-            ).all()
-        )
+        in_use, reserved = pools_in_use(conn, catalog)
         denied: dict[int, int] = dict(
             conn.execute(
                 sa.select(denials_t.c.pool_id, sa.func.count())
@@ -321,9 +356,11 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
             "kind": p.kind,
             "seats": p.seats,
             "in_use": in_use.get(p.id, 0),
-            "free": max(p.seats - in_use.get(p.id, 0), 0),
+            "free": None if p.seats is None else max(p.seats - in_use.get(p.id, 0), 0),
             "denials_today": denied.get(p.id, 0),
             "expires_at": p.expires_at,
+            "counting": p.counting,
+            "reserved": reserved.get(p.id, 0),
         }
         for p in catalog.pools
     ]
@@ -338,10 +375,14 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
             "free",
             "denials_today",
             "expires_at",
+            "counting",
+            "reserved",
         ],
     )
-    for column in ("seats", "in_use", "free", "denials_today"):
+    for column in ("in_use", "denials_today", "reserved"):
         frame[column] = frame[column].astype("int64")
+    for column in ("seats", "free"):
+        frame[column] = frame[column].astype("Int64")
     frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
     return frame
 

@@ -5,6 +5,9 @@ Seat rules, checked inside one write transaction that locks the pools concerned:
 * **Named** pools grant a license only to users assigned to the pool.
 * **Concurrent** pools admit at most ``seats`` distinct users at once; a user who already holds
   the pool in another active session reuses that seat.
+* **Counted** (``per_checkout``, floating) pools admit a session while the licenses held in the
+  pool stay within ``seats``; each session takes one license.
+* A pool whose seats are not known (a license server's feature) does not refuse anyone here.
 * A pool past its ``expires_at`` grants nothing.
 
 Every license that cannot be granted is recorded as a denial.
@@ -27,7 +30,7 @@ from .audit import record_session_ends
 from .catalog import Catalog, Pool, read_catalog
 from .db import is_sqlite, store_operation, write
 from .errors import InvalidInput
-from .models import NAMED, assignments_t, denials_t, holds_t, pools_t, sessions_t
+from .models import NAMED, PER_CHECKOUT, assignments_t, denials_t, holds_t, pools_t, sessions_t
 from .validation import (
     check_actor,
     check_host,
@@ -95,7 +98,7 @@ def user_key(user: str) -> str:
     return lenient_identity(user)
 
 
-def _lock_pools(conn: Connection, pool_ids: Sequence[int]) -> dict[int, int]:
+def _lock_pools(conn: Connection, pool_ids: Sequence[int]) -> dict[int, int | None]:
     """Lock the pools' rows (PostgreSQL) and return their current seats."""
     query = sa.select(pools_t.c.id, pools_t.c.seats).where(pools_t.c.id.in_(sorted(pool_ids)))
     if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already serialises writers
@@ -146,7 +149,7 @@ def lock_all_pools(conn: Connection) -> None:
         conn.execute(sa.select(pools_t.c.id).order_by(pools_t.c.id).with_for_update()).all()
 
 
-def _decide(conn: Connection, pool: Pool, seats: int, user: str, at: datetime) -> str | None:
+def _decide(conn: Connection, pool: Pool, seats: int | None, user: str, at: datetime) -> str | None:
     """None when `user` may take a license of `pool` now, else the denial reason."""
     if pool.expires_at is not None and pool.expires_at <= at:
         return POOL_EXPIRED
@@ -158,6 +161,15 @@ def _decide(conn: Connection, pool: Pool, seats: int, user: str, at: datetime) -
         ).first()
         return None if named else NOT_NAMED
     active = holds_t.c.released_at.is_(None)
+    if seats is None:
+        return None
+    if pool.counting == PER_CHECKOUT:
+        licenses = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(holds_t.c.licenses), 0)).where(
+                holds_t.c.pool_id == pool.id, active
+            )
+        ).scalar_one()
+        return None if licenses + 1 <= seats else POOL_FULL
     holds_seat = conn.execute(
         sa.select(sa.literal(1))
         .where(holds_t.c.pool_id == pool.id, holds_t.c.user_name == user, active)

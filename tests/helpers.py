@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -114,3 +115,19 @@ def connect_waiting(url: str, *, create: bool = True, timeout: float = 600.0) ->
             if time.monotonic() > deadline:
                 raise AssertionError(f"no free PostgreSQL connection within {timeout} s") from None
             time.sleep(0.5)
+
+
+def realdata_dir() -> Path:
+    """``../shared/realdata`` beside the repository (``$LICUSAGE_REALDATA`` overrides it)."""
+    override = os.environ.get("LICUSAGE_REALDATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "realdata"
+
+
+def realdata(name: str) -> Path:
+    """The real, anonymised file `name` of ``../shared/realdata`` (never copied into the repo);
+    skips the test when it is absent, or fails it under LICUSAGE_STRICT=1."""
+    path = realdata_dir() / name
+    require(path.is_file(), f"the real-data file {path} is not there (../shared/realdata)")
+    return path

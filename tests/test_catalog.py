@@ -126,13 +126,15 @@ def test_list_pools_columns_and_counts(engine):
         "assigned",
         "expires_at",
         "idle_limit",
+        "counting",
     ]
     rows = frame.set_index("license_type")
     assert rows.loc["Named User", "assigned"] == 2
     assert pd.isna(rows.loc["Concurrent User", "assigned"])
     assert rows.loc["Concurrent User", "idle_limit"] == pd.Timedelta(hours=1)
     assert pd.isna(rows.loc["Named User", "idle_limit"])
-    assert str(frame["seats"].dtype) == "int64"
+    assert str(frame["seats"].dtype) == "Int64"  # missing where a server's seats are unknown
+    assert set(frame["counting"]) == {"per_user"}
 
 
 def test_list_pools_of_an_empty_store(engine):

@@ -53,15 +53,30 @@ WRONG_IDS = ["1", 1.0, 1.5, None, True, False, [1], [[1, 2]], {"id": 1}, b"1", f
 WRONG_ID_COLLECTIONS = [None, "123", b"12", 5, 2.5, True, {"a": object()}]
 
 
-def store_checksum(engine: Engine) -> str:
-    """A digest of every row of every table (ordered by primary key)."""
-    digest = hashlib.sha256()
+def store_columns(engine: Engine) -> dict[str, list[str]]:
+    """table -> column names of every licusage table the database has now."""
     with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            digest.update(table.name.encode())
-            rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-            for row in rows:
-                digest.update(repr(tuple(row)).encode())
+        inspector = sa.inspect(conn)
+        present = set(inspector.get_table_names())
+        return {
+            table.name: [column["name"] for column in inspector.get_columns(table.name)]
+            for table in Base.metadata.sorted_tables
+            if table.name in present
+        }
+
+
+def store_checksum(engine: Engine, columns: dict[str, list[str]] | None = None) -> str:
+    """A digest of every row of every table (rows sorted, so a table re-keyed by a migration
+    digests the same). `columns` (table -> column names, see :func:`store_columns`) limits it
+    to those: an upgrade adds columns, and must keep every value of the ones it had."""
+    digest = hashlib.sha256()
+    columns = store_columns(engine) if columns is None else columns
+    with engine.connect() as conn:
+        for table, names in columns.items():
+            digest.update(table.encode())
+            selected = sa.select(*(sa.column(name) for name in names)).select_from(sa.table(table))
+            for row in sorted(repr(tuple(row)) for row in conn.execute(selected)):
+                digest.update(row.encode())
     return digest.hexdigest()
 
 

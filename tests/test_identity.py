@@ -122,6 +122,23 @@ OLD_SPELLINGS = [
 ]
 
 
+OLD_HOLDS = sa.table(
+    "session_licenses",
+    *(
+        sa.column(name)
+        for name in (
+            "session_id",
+            "product_id",
+            "license_type_id",
+            "pool_id",
+            "user_name",
+            "granted_at",
+            "released_at",
+        )
+    ),
+)
+
+
 def _old_store(engine: Engine) -> dict[str, int]:
     """A store at revision 0002 filled the way the release before 0003 did: every spelling its
     own user (raw user names in the holds, casefolded spellings as user_key)."""
@@ -161,7 +178,7 @@ def _old_store(engine: Engine) -> dict[str, int]:
                 )
             )
             conn.execute(
-                sa.insert(holds_t).values(
+                sa.insert(OLD_HOLDS).values(  # the table as revision 0002 had it
                     session_id=i,
                     product_id=1,
                     license_type_id=1,

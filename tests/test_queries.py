@@ -211,6 +211,8 @@ def test_pool_usage_counts_distinct_users_and_todays_denials(engine, frozen):
         "free",
         "denials_today",
         "expires_at",
+        "counting",
+        "reserved",
     ]
     rows = frame.set_index("license_type")
     assert rows.loc[CONC, ["seats", "in_use", "free", "denials_today"]].tolist() == [2, 2, 0, 1]

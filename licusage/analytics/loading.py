@@ -16,9 +16,10 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
 from .. import clock
+from ..catalog import Catalog
 from ..db import is_sqlite
 from ..errors import InvalidInput
-from ..models import denials_t, holds_t, pools_t, sessions_t
+from ..models import denials_t, holds_t, pool_seats_t, pools_t, sessions_t
 from .intervals import Array
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,14 @@ def load_holds(
     Open holds end at ``window.until``; holds are not clipped to the window otherwise.
     """
     h = holds_t
-    kinds = {"pool_id": "int", "product_id": "int", "user": "text", "s": "time", "e": "time"}
+    kinds = {
+        "pool_id": "int",
+        "product_id": "int",
+        "user": "text",
+        "s": "time",
+        "e": "time",
+        "licenses": "int",
+    }
     if not products:
         del kinds["product_id"]
     query = sa.select(
@@ -190,6 +198,7 @@ def load_holds(
         h.c.user_name,
         h.c.granted_at,
         h.c.released_at,
+        h.c.licenses,
     ).where(
         h.c.granted_at < window.db(window.end),
         sa.or_(h.c.released_at.is_(None), h.c.released_at > window.db(window.start)),
@@ -202,6 +211,37 @@ def load_holds(
     frame = pd.DataFrame(_fetch(conn, query, kinds))
     frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
     return frame
+
+
+def seat_steps(conn: Connection, catalog: Catalog) -> dict[int, tuple[Array, Array]]:
+    """pool id -> the seats in force as a step function: change times (ns) and seats (float,
+    NaN where unknown). Before its first entry a pool has its first entry's seats; a pool
+    without history has its current seats throughout."""
+    rows = conn.execute(
+        sa.select(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from, pool_seats_t.c.seats).order_by(
+            pool_seats_t.c.pool_id, pool_seats_t.c.valid_from
+        )
+    ).all()
+    history: dict[int, list[tuple[int, float]]] = {}
+    for pool_id, valid_from, seats in rows:
+        history.setdefault(pool_id, []).append(
+            (int(pd.Timestamp(valid_from).value), np.nan if seats is None else float(seats))
+        )
+    steps = {}
+    for pool in catalog.pools:
+        current = np.nan if pool.seats is None else float(pool.seats)
+        entries = history.get(pool.id) or [(0, current)]
+        times = np.array([t for t, _ in entries], dtype=np.int64)
+        values = np.array([v for _, v in entries], dtype=np.float64)
+        times[0] = np.iinfo(np.int64).min  # the first entry also covers what came before
+        steps[pool.id] = (times, values)
+    return steps
+
+
+def seats_at(step: tuple[Array, Array], x: Array) -> Array:
+    """The seats in force (float, NaN unknown) at each instant of `x`."""
+    times, values = step
+    return values[np.maximum(np.searchsorted(times, x, side="right") - 1, 0)]
 
 
 def load_denials(conn: Connection, lo: int, hi: int, window: Window) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..catalog import Catalog, Pool, read_catalog
 from ..db import store_operation
 from ..errors import InvalidInput, UnknownLicenseType
+from ..models import PER_CHECKOUT
 from . import intervals, loading
 from .intervals import HOUR_NS, Array
 
@@ -175,15 +176,22 @@ def _demands(conn: Connection, window: loading.Window, catalog: Catalog) -> dict
         pd.concat([holds["user"], recorded["user"]], ignore_index=True), sort=True
     )[0].astype(np.int64)
     hold_users, denial_users = codes[: len(holds)], codes[len(holds) :]
+    unique_code = int(codes.max()) + 1 if len(codes) else 0
     demands = {}
     for pool in catalog.pools:
         in_holds = (holds["pool_id"] == pool.id).to_numpy()
         in_denials = (recorded["pool_id"] == pool.id).to_numpy()
         at = recorded["at"].to_numpy()[in_denials]
-        s = np.r_[holds["s"].to_numpy()[in_holds], at]
-        e = np.r_[holds["e"].to_numpy()[in_holds], at + typical[pool.id]]
+        hold_s, hold_e = holds["s"].to_numpy()[in_holds], holds["e"].to_numpy()[in_holds]
+        users_of = hold_users[in_holds]
+        if pool.counting == PER_CHECKOUT:  # each license is a request of its own
+            count = holds["licenses"].to_numpy()[in_holds]
+            hold_s, hold_e = np.repeat(hold_s, count), np.repeat(hold_e, count)
+            users_of = unique_code + np.arange(len(hold_s), dtype=np.int64)
+        s = np.r_[hold_s, at]
+        e = np.r_[hold_e, at + typical[pool.id]]
         e = np.maximum(e, s + 1)  # a zero-length hold still takes its seat for an instant
-        user = np.r_[hold_users[in_holds], denial_users[in_denials]]
+        user = np.r_[users_of, denial_users[in_denials]]
         demands[pool.id] = _demand(pool, s, e, user, window.start, len(at))
     return demands
 
@@ -252,10 +260,12 @@ def _arrival_guess(user: Array, s: Array, e: Array) -> Array:
     return guess
 
 
-def _seat_overrides(catalog: Catalog, seats: Mapping[tuple[str, str], int]) -> dict[int, int]:
+def _seat_overrides(
+    catalog: Catalog, seats: Mapping[tuple[str, str], int]
+) -> dict[int, int | None]:
     if not isinstance(seats, Mapping):
         raise InvalidInput("seats must map (product, license type) pairs to seat counts")
-    chosen = {pool.id: pool.seats for pool in catalog.pools}
+    chosen: dict[int, int | None] = {pool.id: pool.seats for pool in catalog.pools}
     for key, count in seats.items():
         if not isinstance(key, tuple) or len(key) != 2:
             raise InvalidInput(f"seats keys are (product, license type) pairs, not {key!r}")
@@ -304,23 +314,27 @@ def replay(
     rows = []
     for pool in catalog.pools:
         demand = demands[pool.id]
-        denied = demand.denied(chosen[pool.id])
+        seat_count = chosen[pool.id]
+        denied = None if seat_count is None else demand.denied(seat_count)
         rows.append(
             {
                 "product": pool.product,
                 "license_type": pool.license_type,
-                "seats": chosen[pool.id],
+                "seats": seat_count,
                 "requests": demand.requests,
                 "denied": denied,
-                "denial_rate": denied / demand.requests if demand.requests else np.nan,
+                "denial_rate": denied / demand.requests
+                if demand.requests and denied is not None
+                else np.nan,
                 "recorded_denials": demand.recorded_denials,
                 "users": demand.users,
             }
         )
     return _typed(
         pd.DataFrame(rows, columns=_REPLAY_COLUMNS),
-        ints=("seats", "requests", "denied", "recorded_denials", "users"),
+        ints=("requests", "recorded_denials", "users"),
         floats=("denial_rate",),
+        nullable=("seats", "denied"),
     )
 
 
@@ -336,7 +350,14 @@ _REPLAY_COLUMNS = [
 ]
 
 
-def _typed(frame: pd.DataFrame, ints: tuple[str, ...], floats: tuple[str, ...]) -> pd.DataFrame:
+def _typed(
+    frame: pd.DataFrame,
+    ints: tuple[str, ...],
+    floats: tuple[str, ...],
+    nullable: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    for column in nullable:  # whole numbers that may be unknown (a server's seats)
+        frame[column] = frame[column].astype("Int64")
     for column in ints:
         frame[column] = frame[column].astype(np.int64)
     for column in floats:
@@ -379,9 +400,11 @@ def right_size(
                 "seats": pool.seats,
                 "needed": needed,
                 "kind": pool.kind,
-                "change": needed - pool.seats,
+                "change": None if pool.seats is None else needed - pool.seats,
                 "requests": requests,
-                "denial_rate": demand.denied(pool.seats) / requests if requests else np.nan,
+                "denial_rate": demand.denied(pool.seats) / requests
+                if requests and pool.seats is not None
+                else np.nan,
                 "needed_denial_rate": demand.denied(needed) / requests if requests else np.nan,
                 "recorded_denials": demand.recorded_denials,
                 "users": demand.users,
@@ -402,6 +425,7 @@ def right_size(
     ]
     return _typed(
         pd.DataFrame(rows, columns=columns),
-        ints=("seats", "needed", "change", "requests", "recorded_denials", "users"),
+        ints=("needed", "requests", "recorded_denials", "users"),
         floats=("denial_rate", "needed_denial_rate"),
+        nullable=("seats", "change"),
     )

@@ -15,7 +15,7 @@ from .. import clock
 from ..catalog import Pool, read_catalog
 from ..db import store_operation
 from ..errors import InvalidInput
-from ..models import NAMED, assignments_t, holds_t
+from ..models import NAMED, PER_CHECKOUT, assignments_t, holds_t
 from . import intervals, loading
 from .intervals import HOUR_NS, SECOND_NS, Array
 from .loading import POOL_COLUMNS
@@ -26,13 +26,19 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def _pool_steps(holds: pd.DataFrame, pools: tuple[Pool, ...]) -> dict[int, tuple[Array, Array]]:
-    """pool id -> in-use step function (distinct users), from the loaded holds."""
+    """pool id -> in-use step function (distinct users; licenses held for a pool counted per
+    checkout), from the loaded holds."""
     users = pd.factorize(holds["user"])[0].astype(np.int64)
+    licenses = holds["licenses"].to_numpy()
     steps = {}
     for pool in pools:  # a loop per pool; everything per session is vectorised
         mask = (holds["pool_id"] == pool.id).to_numpy()
         s, e = holds["s"].to_numpy()[mask], holds["e"].to_numpy()[mask]
         keep = s < e
+        if pool.counting == PER_CHECKOUT:  # every license counts: nothing is shared
+            count = licenses[mask][keep]
+            steps[pool.id] = intervals.step(np.repeat(s[keep], count), np.repeat(e[keep], count))
+            continue
         _, _, _, starts, ends = intervals.merge(users[mask][keep], s[keep], e[keep])
         steps[pool.id] = intervals.step(starts, ends)
     return steps
@@ -130,7 +136,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
     the window), ``peak_at`` (first instant it was reached, UTC; NaT when the peak is 0),
     ``p95``/``p99`` (the smallest in-use count not exceeded during 95% / 99% of the pool's
     observed period), ``share_near_full`` (share of the observed period with in-use >= 90% of
-    the seats), then ``kind`` and ``mean`` (time-weighted mean in use). The observed period is the
+    the seats in force at that moment; NaN when they are unknown throughout), then ``kind`` and ``mean`` (time-weighted mean in use). The observed period is the
     window cut at now and at the pool's creation; a pool with none gets NaN percentiles/shares.
     """
     window = loading.window_of(start, end)
@@ -138,6 +144,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         catalog = read_catalog(conn)
         holds = loading.load_holds(conn, window, products=False)
         births = loading.pool_births(conn)
+        seat_steps = loading.seat_steps(conn, catalog)
     steps = _pool_steps(holds, catalog.pools)
     rows = []
     for pool in catalog.pools:
@@ -156,20 +163,33 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         }
         lo, hi = _observed(window, births, pool)
         if hi > lo:
-            starts, durations, levels = intervals.segments(ut, level, lo, hi)
+            changes = seat_steps[pool.id][0]
+            # pieces of constant in-use and constant seats
+            cuts = np.union1d(ut, changes[(changes > lo) & (changes < hi)])
+            starts, durations, levels = intervals.segments(
+                cuts, intervals.level_at(ut, level, cuts), lo, hi
+            )
             top = int(levels.max())
-            near = NEAR_FULL[1] * levels >= NEAR_FULL[0] * pool.seats
+            seats_then = loading.seats_at(seat_steps[pool.id], starts)
+            known = ~np.isnan(seats_then)
+            near = (
+                None
+                if not known.any()
+                else known & (NEAR_FULL[1] * levels >= NEAR_FULL[0] * np.nan_to_num(seats_then))
+            )
             row.update(
                 peak=top,
                 peak_at=_utc(starts[[int(np.argmax(levels))]])[0] if top else pd.NaT,
                 p95=intervals.weighted_quantile(levels, durations, 0.95),
                 p99=intervals.weighted_quantile(levels, durations, 0.99),
-                share_near_full=float(durations[near].sum() / durations.sum()),
+                share_near_full=np.nan
+                if near is None
+                else float(durations[near].sum() / durations.sum()),
                 mean=float((levels * durations).sum() / durations.sum()),
             )
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else _PEAK_COLUMNS)
-    frame["seats"] = frame["seats"].astype(np.int64)
+    frame["seats"] = frame["seats"].astype("Int64")  # missing where not known
     frame["peak"] = frame["peak"].astype(np.int64)
     frame["peak_at"] = pd.to_datetime(frame["peak_at"], utc=True)
     for column in ("p95", "p99", "share_near_full", "mean"):

@@ -146,9 +146,10 @@ class SeatsView(Viewer):
         if pools is not None:
             for pool in pools.to_dict("records"):
                 product, license_type = str(pool["product"]), str(pool["license_type"])
-                in_use, seats = int(pool["in_use"]), int(pool["seats"])
+                in_use, known = int(pool["in_use"]), not pd.isna(pool["seats"])
+                seats = int(pool["seats"]) if known else 0
                 denied = int(pool["denials_today"])
-                level = self.level(in_use, seats)
+                level = self.level(in_use, seats) if known else "secondary"
                 button = pn.widgets.Button(
                     label=f"{product} · {license_type}",
                     color="light",
@@ -159,18 +160,22 @@ class SeatsView(Viewer):
                 button.on_click(partial(self._filter, product, license_type))
                 self.buttons[(product, license_type)] = button
                 denials = f" · {denied} denied today" if denied else ""
+                reserved = int(pool.get("reserved", 0))
+                if reserved:
+                    denials = f" ({reserved} reserved){denials}"
+                of_seats = f"/ {seats} seats in use" if known else "in use · seats unknown"
                 cards.append(
                     pn.Column(
                         button,
                         pn.indicators.Progress(
-                            value=min(in_use, seats),
+                            value=min(in_use, seats) if known else 0,
                             max=max(seats, 1),
                             bar_color=level,
                             sizing_mode="stretch_width",
                             height=12,
                         ),
                         pn.pane.HTML(
-                            f"<b>{in_use}</b> / {seats} seats in use{denials}",
+                            f"<b>{in_use}</b> {of_seats}{denials}",
                             css_classes=[f"seats-{level}"],
                             margin=(0, 10),
                         ),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from . import db, serve, store, users
+from . import db, imports, serve, store, users
 from ._common import (
     EXIT_BAD_INPUT,
     FORMATS,
@@ -75,5 +75,7 @@ for _command in (
     serve.serve,
     users.users,
     db.db,
+    imports.import_group,
+    imports.poll_group,
 ):
     main.add_command(_command)

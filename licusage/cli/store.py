@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import click
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from .. import actions, durations, queries
@@ -194,11 +195,13 @@ def pools(output_format: str, db_url: str | None) -> None:
             "product": r["product"],
             "license_type": r["license_type"],
             "kind": r["kind"],
-            "seats": int(r["seats"]),
+            "seats": None if pd.isna(r["seats"]) else int(r["seats"]),
             "in_use": int(r["in_use"]),
-            "free": int(r["free"]),
+            "free": None if pd.isna(r["free"]) else int(r["free"]),
             "denials_today": int(r["denials_today"]),
             "expires_at": iso_utc(r["expires_at"]),
+            "counting": r["counting"],
+            "reserved": int(r["reserved"]),
         }
         for r in frame.to_dict("records")
     ]
@@ -214,9 +217,9 @@ def pools(output_format: str, db_url: str | None) -> None:
             [
                 r["product"],
                 r["license_type"],
-                str(r["seats"]),
+                "unknown" if r["seats"] is None else str(r["seats"]),
                 str(r["in_use"]),
-                str(r["free"]),
+                "unknown" if r["free"] is None else str(r["free"]),
                 str(r["denials_today"]),
                 local_time(r["expires_at"]),
             ]

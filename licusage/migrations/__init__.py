@@ -119,12 +119,32 @@ def _newer_message(revision: str | None) -> str:
 
 
 @contextmanager
-def _schema_transaction(engine: Engine) -> Iterator[Connection]:
-    """A write transaction that holds the schema lock (advisory lock on PostgreSQL)."""
-    with engine.connect().execution_options(licusage_write=True) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-        yield conn
+def _schema_transaction(engine: Engine, *, rebuild: bool = False) -> Iterator[Connection]:
+    """A write transaction that holds the schema lock (advisory lock on PostgreSQL).
+
+    With `rebuild` on SQLite, foreign keys are off for the transaction: a migration that
+    changes a column SQLite cannot alter rebuilds the table (copy, drop, rename), and dropping a
+    table that others refer to must not fail. Every reference is checked before the commit.
+    """
+    with engine.connect().execution_options(licusage_write=True) as conn:
+        sqlite_rebuild = rebuild and conn.dialect.name == "sqlite"
+        if sqlite_rebuild:  # outside any transaction, where SQLite honours the pragma
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+                yield conn
+                if sqlite_rebuild:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise SchemaMismatch(
+                            f"the upgrade would leave {len(broken)} broken references "
+                            f"(first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite_rebuild:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 def _stamp(conn: Connection, revision: str) -> None:
@@ -173,7 +193,7 @@ def upgrade(engine: Engine, revision: str = "heads") -> tuple[str | None, str]:
     A new store is built by running every migration; a current one is left untouched.
     Returns (revision before, revision after). Refuses a store newer than this code.
     """
-    with _schema_transaction(engine) as conn:
+    with _schema_transaction(engine, rebuild=True) as conn:
         state, before = status(conn)
         if state == NEWER:
             raise SchemaMismatch(_newer_message(before))

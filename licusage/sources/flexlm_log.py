@@ -1,0 +1,334 @@
+"""The FlexLM (FlexNet Publisher) debug log: ``lmgrd -l FILE``, read into the store.
+
+Each line starts with a time of day and the daemon's name in parentheses::
+
+     9:27:32 (adskflex) OUT: "64300ACD_F" USER03@COMPUTER03
+    11:02:14 (adskflex) IN: "64300ACD_F" USER07@COMPUTER04  (INACTIVE)
+    10:12:00 (vendor) OUT: "solver" ana@ws12  (8 licenses)
+    10:13:00 (vendor) DENIED: "solver" bo@ws3  (Licensed number of users already reached. (-4,342))
+    10:13:00 (vendor) QUEUED: "solver" bo@ws3  (Licensed number of users already reached. (-4,342))
+    10:14:00 (vendor) UNSUPPORTED: "nosuch" (PORT_AT_HOST_PLUS   ) bo@ws3  (License server system does not support this feature. (-18,327))
+     7:56:05 (lmgrd) TIMESTAMP 3/30/2016
+
+What is read:
+
+* ``OUT`` / ``IN`` with ``(N licenses)`` (default 1); ``IN ... (INACTIVE)`` ends with reason
+  ``idle_timeout`` (the server's TIMEOUT), any other ``IN`` with ``checked_in``.
+* ``DENIED`` and ``UNSUPPORTED`` become denials (reason ``pool_full`` for FlexLM error -4,
+  ``unsupported`` for UNSUPPORTED, else ``server_denied``; the server's words in ``detail``);
+  ``QUEUED`` becomes a queued request.
+* The date: ``TIMESTAMP M/D/YYYY`` lines, the start-up banner (``(lmgrd) FlexNet Licensing
+  (...) started on HOST (...) (M/D/YYYY)`` and ``Server's System Date and Time: ...``); between
+  them a time more than 6 hours earlier than the line before is the next day (midnight).
+* A restart (the lmgrd banner, or the vendor daemon's ``Server started on``) ends every
+  checkout still out (reason ``server_restart``).
+
+Times are local to the server: ``timezone`` (IANA name) converts them to UTC (default UTC).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from tqdm import tqdm
+
+from ..db import store_operation, write
+from ..errors import InvalidInput
+from ..sessions import POOL_FULL
+from . import files
+from .mapping import FeatureMap
+from .writer import CHECKED_IN, IDLE_TIMEOUT, Counts, ServerWriter, zone
+
+FORMAT = "flexlm-log"
+UNSUPPORTED = "unsupported"
+SERVER_DENIED = "server_denied"
+WRAP_SECONDS = 6 * 3600  # a time this much earlier than the last one is the next day
+SNIFF_LINES = 50  # a debug log has a time-stamped line among its first lines
+
+LINE = re.compile(r"\s*(\d{1,2}):(\d{2}):(\d{2}) \(([^()\s]+)\) ?(.*)")
+EVENT = re.compile(r"(OUT|IN|DENIED|QUEUED|UNSUPPORTED): (.*)")
+SUBJECT = re.compile(r'"([^"]+)" (?:\([^()]*\) )?(\S+)(.*)')
+LICENSES = re.compile(r"\((\d+) licenses?\)")
+VERBOSE = re.compile(r"\^\^\^.*\^\^\^")
+TIMESTAMP = re.compile(r"TIMESTAMP (\d{1,2})/(\d{1,2})/(\d{4})\s*$")
+BANNER = re.compile(
+    r"(?:FlexNet|FLEXnet|FLEXlm)\b.*\bstarted on\b.*\((\d{1,2})/(\d{1,2})/(\d{4})\)"
+)
+SYSTEM_DATE = re.compile(r"Server's System Date and Time: \w{3} (\w{3}) (\d{1,2}) (\d{4})")
+MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+ERROR_CODE = re.compile(r"\((-?\d+),\s*\d+(?::[^)]*)?\)\)?\s*$")
+
+
+@dataclass
+class ImportResult:
+    """What one import read and changed."""
+
+    files: int = 0
+    lines: int = 0  # new lines read
+    bytes: int = 0  # new bytes read
+    skipped_bytes: int = 0  # bytes an earlier import had read already
+    counts: Counts | None = None
+
+
+class _Clock:
+    """The date and time of day of the lines read so far."""
+
+    def __init__(self, state: dict[str, Any], tz: ZoneInfo) -> None:
+        self.day: date | None = date.fromisoformat(state["date"]) if state.get("date") else None
+        self.last: int = int(state.get("last", -1))
+        self.tz = tz
+
+    def state(self) -> dict[str, Any]:
+        return {"date": self.day.isoformat() if self.day else None, "last": self.last}
+
+    def advance(self, seconds: int) -> None:
+        if self.day is not None and self.last >= 0 and seconds < self.last - WRAP_SECONDS:
+            self.day += timedelta(days=1)
+        self.last = seconds
+
+    def set_day(self, day: date, seconds: int) -> None:
+        self.day, self.last = day, seconds
+
+    def utc(self, seconds: int) -> datetime | None:
+        if self.day is None:
+            return None
+        local = datetime(self.day.year, self.day.month, self.day.day) + timedelta(seconds=seconds)
+        return local.replace(tzinfo=self.tz).astimezone(UTC).replace(tzinfo=None)
+
+
+def _date(month: str, day: str, year: str) -> date | None:
+    try:
+        return date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+
+
+def _denial_reason(kind: str, detail: str) -> str:
+    if kind == "UNSUPPORTED":
+        return UNSUPPORTED
+    code = ERROR_CODE.search(detail)
+    if code and code.group(1) == "-4":
+        return POOL_FULL
+    return SERVER_DENIED
+
+
+def _inner(rest: str) -> str | None:
+    """The text inside one balanced pair of parentheses making up `rest` (None: not so)."""
+    text = VERBOSE.sub("", rest).strip()
+    if not text:
+        return ""
+    if not (text.startswith("(") and text.endswith(")")):
+        return None
+    depth = 0
+    for position, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and position != len(text) - 1:
+            return None
+        if depth < 0:
+            return None
+    return text[1:-1] if depth == 0 else None
+
+
+class _Reader:
+    def __init__(self, path: str, writer: ServerWriter, clock: _Clock, first_line: int) -> None:
+        self.path, self.writer, self.clock = path, writer, clock
+        self.number = first_line
+
+    def bad(self, message: str) -> InvalidInput:
+        return InvalidInput(f"{self.path}, line {self.number}: {message}")
+
+    def line(self, text: str) -> None:
+        match = LINE.match(text)
+        if match is None:
+            return  # not a time-stamped line (a wrapped continuation): nothing to read
+        hours, minutes, secs, daemon, message = match.groups()
+        seconds = int(hours) * 3600 + int(minutes) * 60 + int(secs)
+        clock = self.clock
+        event = EVENT.match(message)
+        if event is None:
+            clock.advance(seconds)
+            self._other(daemon, message, seconds)
+            return
+        clock.advance(seconds)
+        at = clock.utc(seconds)
+        if at is None:
+            raise self.bad("no date is known yet (no start-up banner or TIMESTAMP line before it)")
+        kind, body = event.groups()
+        subject = SUBJECT.fullmatch(body.rstrip())
+        if subject is None:
+            if not body.startswith('"') and kind in ("DENIED", "QUEUED"):
+                return  # the older "DENIED: N feature to user" form: no user@host to keep
+            raise self.bad(f"truncated or malformed {kind} line: {text.strip()!r}")
+        feature, who, rest = subject.groups()
+        user, at_sign, host = who.rpartition("@")
+        if not at_sign or not user:
+            raise self.bad(f"{kind} line without user@host: {text.strip()!r}")
+        writer = self.writer
+        if kind in ("OUT", "IN"):
+            licenses = 1
+            inactive = False
+            remainder = VERBOSE.sub("", rest)
+            count = LICENSES.search(remainder)
+            if count:
+                licenses = int(count.group(1))
+                remainder = remainder[: count.start()] + remainder[count.end() :]
+            if "(INACTIVE)" in remainder:
+                inactive = True
+                remainder = remainder.replace("(INACTIVE)", "", 1)
+            if remainder.strip() or licenses < 1:
+                raise self.bad(f"truncated or malformed {kind} line: {text.strip()!r}")
+            if kind == "OUT":
+                writer.checkout(at, feature, user, host or None, licenses)
+            else:
+                writer.checkin(
+                    at,
+                    feature,
+                    user,
+                    host or None,
+                    licenses if count else None,
+                    reason=IDLE_TIMEOUT if inactive else CHECKED_IN,
+                )
+            return
+        detail = _inner(rest)
+        if detail is None:
+            raise self.bad(f"truncated or malformed {kind} line: {text.strip()!r}")
+        if kind == "QUEUED":
+            writer.queued(at, feature, user, host or None, 1, detail or None)
+        else:
+            writer.denial(
+                at, feature, user, host or None, _denial_reason(kind, detail), detail or None
+            )
+
+    def _other(self, daemon: str, message: str, seconds: int) -> None:
+        clock = self.clock
+        stamp = TIMESTAMP.match(message)
+        if stamp:
+            day = _date(*stamp.groups())
+            if day is None:
+                raise self.bad(f"impossible date in {message.strip()!r}")
+            clock.set_day(day, seconds)
+            return
+        banner = BANNER.search(message) if daemon == "lmgrd" else None
+        if banner:
+            day = _date(*banner.groups())
+            if day is not None:
+                clock.set_day(day, seconds)
+            self._restart(seconds)
+            return
+        system = SYSTEM_DATE.match(message)
+        if system:
+            month = MONTHS.get(system.group(1))
+            day = _date(str(month), system.group(2), system.group(3)) if month else None
+            if day is not None:
+                clock.set_day(day, seconds)
+            return
+        if daemon != "lmgrd" and message.startswith("Server started on"):
+            self._restart(seconds)
+
+    def _restart(self, seconds: int) -> None:
+        at = self.clock.utc(seconds)
+        if at is not None:
+            self.writer.restart(at)
+
+
+def _sniff(path: str, head: bytes) -> None:
+    if b"\x00" in head:
+        raise InvalidInput(f"{path} is not a FlexLM debug log (it is binary)")
+    lines = head.decode("utf-8", "replace").splitlines()[:SNIFF_LINES]
+    if not any(LINE.match(line) for line in lines if line.strip()):
+        raise InvalidInput(
+            f"{path} is not a FlexLM debug log (no line starts with a time and a daemon, "
+            "as in ' 9:27:32 (lmgrd) ...')"
+        )
+
+
+def _import_file(
+    conn: Any, writer: ServerWriter, path: str, tz: ZoneInfo, progress: bool, result: ImportResult
+) -> None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after a long loop
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(64 * 1024)
+            handle.seek(0)
+        except OSError as error:
+            raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
+        _sniff(path, head)
+        resume = files.find_resume(conn, writer.server_id, FORMAT, handle, size)
+        clock = _Clock(resume.state, tz)
+        reader = _Reader(path, writer, clock, resume.lines)
+        offset, lines = resume.offset, resume.lines
+        result.skipped_bytes += offset
+        with tqdm(
+            total=size - offset,
+            unit="B",
+            unit_scale=True,
+            desc=f"importing {Path(path).name}",
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # not complete yet: the next import reads it
+                reader.number = lines + 1
+                reader.line(raw.decode("utf-8", "replace"))
+                lines += 1
+                offset += len(raw)
+                resume.hasher.update(raw)
+                bar.update(len(raw))
+        result.lines += lines - resume.lines
+        result.bytes += offset - resume.offset
+        result.files += 1
+        if resume.record_id is not None and offset == resume.offset:
+            return  # nothing new: the store stays exactly as it was
+        files.save(
+            conn,
+            resume,
+            server_id=writer.server_id,
+            fmt=FORMAT,
+            path=str(Path(path).resolve()),
+            offset=offset,
+            lines=lines,
+            state=clock.state(),
+        )
+
+
+@store_operation
+def import_flexlm_log(
+    engine: Engine,
+    paths: list[str] | tuple[str, ...],
+    *,
+    server: str,
+    mapping: FeatureMap | None = None,
+    timezone: str | None = None,
+    progress: bool = False,
+) -> ImportResult:
+    """Import FlexLM debug logs of the license server named `server` (all or nothing).
+
+    Each file continues where an earlier import of the same log stopped (see
+    :mod:`licusage.sources.files`): importing a log again changes nothing, a grown log adds only
+    its new lines. Raises :class:`~licusage.errors.InvalidInput` for a file that cannot be read,
+    is not a debug log or has a truncated line, and for a feature the mapping lacks; then
+    nothing is changed.
+    """
+    tz = zone(timezone)
+    if not paths:
+        raise InvalidInput("no log file given")
+    result = ImportResult()
+    with write(engine) as conn:
+        writer = ServerWriter(conn, server, "flexlm", mapping)
+        for path in paths:
+            _import_file(conn, writer, str(path), tz, progress, result)
+        writer.flush()
+    result.counts = writer.counts
+    return result

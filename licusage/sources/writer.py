@@ -1,0 +1,603 @@
+"""Apply what a license server reported to the store, inside the caller's write transaction.
+
+:class:`ServerWriter` keeps the server's open sessions, checkouts and holds in memory (loaded
+from the store at the start, so an import that continues a log picks up where the last one
+stopped), applies events in time order, and writes in batches (:meth:`ServerWriter.flush`):
+bounded memory for logs of any length, a few statements per batch instead of several per line.
+Sessions end through :func:`licusage.sessions.end_sessions`, the one mechanism every end takes.
+
+The rules:
+
+* a checkout of ``user@host`` starts a session when none of theirs is open on the server;
+* the session holds each product it has checkouts of, with the sum of their licenses; when
+  that count changes, the hold is released and a new one starts at the same moment;
+* the last check-in ends the session (its reason: ``checked_in``, ``idle_timeout``,
+  ``server_restart``, ``removed``);
+* a check-in without a matching checkout (the log began while it was out) changes nothing and
+  is counted in :attr:`Counts.unmatched`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import clock
+from ..catalog import MAX_NAME_LENGTH, RESERVED_COLUMNS, ensure_pool, read_catalog
+from ..errors import InvalidInput
+from ..models import (
+    APP_SOURCE,
+    checkouts_t,
+    denials_t,
+    holds_t,
+    queued_t,
+    servers_t,
+    sessions_t,
+)
+from ..sessions import end_sessions
+from ..validation import check_host, check_user, identity_of
+from .mapping import FeatureMap
+
+# end reasons of server sessions and checkouts
+CHECKED_IN = "checked_in"
+IDLE_TIMEOUT = "idle_timeout"
+SERVER_RESTART = "server_restart"
+REMOVED = "removed"  # by the server's administrator (lmremove, rlmremove)
+
+SERVER_KINDS = ("flexlm", "rlm")
+
+# built once: a statement made per row costs more than running it
+_INSERT_SESSION = sa.insert(sessions_t).returning(sessions_t.c.id)
+_INSERT_HOLD = sa.insert(holds_t).returning(holds_t.c.id)
+_INSERT_CHECKOUT = sa.insert(checkouts_t).returning(checkouts_t.c.id)
+FLUSH_EVERY = 5_000  # events between two writes
+
+
+def check_server_name(name: object) -> str:
+    """`name` if it can name a license server (it becomes the sessions' source)."""
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise InvalidInput(f"the server name must be a non-empty string, not {name!r}")
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"the server name is at most {MAX_NAME_LENGTH} characters long")
+    if name == APP_SOURCE:
+        raise InvalidInput(
+            f"{APP_SOURCE!r} is the source of the app's own sessions: name the server"
+        )
+    return name
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The time zone `name` (IANA, e.g. ``Europe/Paris``); UTC when None."""
+    if name is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)"
+        ) from None
+
+
+def ensure_server(conn: Connection, name: str, kind: str) -> int:
+    """The id of the license server `name` of `kind`, created when new."""
+    row = conn.execute(
+        sa.select(servers_t.c.id, servers_t.c.kind).where(servers_t.c.name == name)
+    ).first()
+    if row is not None:
+        if row.kind != kind:
+            raise InvalidInput(f"server {name!r} is a {row.kind} server, not {kind}")
+        return int(row.id)
+    return int(
+        conn.execute(
+            sa.insert(servers_t)
+            .values(name=name, kind=kind, created_at=clock.current_db_time())
+            .returning(servers_t.c.id)
+        ).scalar_one()
+    )
+
+
+@dataclass
+class Counts:
+    """What one import did."""
+
+    checkouts: int = 0
+    checkins: int = 0
+    denials: int = 0
+    queued: int = 0
+    restarts: int = 0
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    unmatched: int = 0  # check-ins of checkouts the store never saw go out
+
+
+@dataclass
+class _Pool:
+    product_id: int
+    license_type_id: int
+    pool_id: int
+
+
+@dataclass
+class _Hold:
+    session_id: int
+    pool: _Pool
+    user: str
+    licenses: int
+    granted_at: datetime
+    id: int | None = None  # set once written
+    released_at: datetime | None = None
+
+
+@dataclass
+class _Checkout:
+    session_id: int
+    feature: str
+    pool: _Pool
+    user: str
+    host: str | None
+    display: str | None
+    handle: str | None
+    version: str | None
+    licenses: int
+    out_at: datetime
+    id: int | None = None
+    in_at: datetime | None = None
+    end_reason: str | None = None
+
+
+@dataclass
+class _Session:
+    id: int
+    user: str
+    host: str | None
+    last_activity: datetime
+    checkouts: list[_Checkout] = field(default_factory=list)
+    holds: dict[int, _Hold] = field(default_factory=dict)  # product id -> open hold
+
+
+class ServerWriter:
+    """Events of one license server, applied to the store on `conn` (see the module doc)."""
+
+    def __init__(
+        self, conn: Connection, server: str, kind: str, mapping: FeatureMap | None = None
+    ) -> None:
+        self.conn = conn
+        self.server = check_server_name(server)
+        self.server_id = ensure_server(conn, self.server, kind)
+        self.mapping = mapping or FeatureMap()
+        self.counts = Counts()
+        self._pools: dict[str, _Pool] = {}
+        self._sessions: dict[tuple[str, str | None], _Session] = {}
+        self._new_holds: list[_Hold] = []
+        self._closed_holds: list[_Hold] = []  # written ones released since the last flush
+        self._new_checkouts: list[_Checkout] = []
+        self._closed_checkouts: list[_Checkout] = []
+        self._ends: list[tuple[int, datetime, str]] = []
+        self._touched: dict[int, datetime] = {}
+        self._denials: list[dict[str, object]] = []
+        self._queued: list[dict[str, object]] = []
+        self._events = 0
+        self._load()
+
+    # --- state -------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """The server's open sessions, checkouts and holds, as the store has them."""
+        s, c, h = sessions_t, checkouts_t, holds_t
+        rows = self.conn.execute(
+            sa.select(s.c.id, s.c.user_name, s.c.host, s.c.last_activity).where(
+                s.c.server_id == self.server_id, s.c.ended_at.is_(None)
+            )
+        ).all()
+        by_id: dict[int, _Session] = {}
+        for row in rows:
+            session = _Session(row.id, row.user_name, row.host, _naive(row.last_activity))
+            by_id[row.id] = session
+            self._sessions[(identity_of(row.user_name), row.host)] = session
+        # checkouts of sessions ended meanwhile (logged out, reaped) end with their session
+        ended = sa.select(s.c.ended_at).where(s.c.id == c.c.session_id).scalar_subquery()
+        self.conn.execute(
+            sa.update(c)
+            .where(c.c.server_id == self.server_id, c.c.in_at.is_(None))
+            .where(ended.is_not(None))
+            .values(in_at=ended, end_reason="session_ended")
+        )
+        if not by_id:
+            return
+        pools: dict[int, _Pool] = {}
+        for held in self.conn.execute(
+            sa.select(
+                h.c.id,
+                h.c.session_id,
+                h.c.product_id,
+                h.c.license_type_id,
+                h.c.pool_id,
+                h.c.user_name,
+                h.c.licenses,
+                h.c.granted_at,
+            )
+            .join(s, s.c.id == h.c.session_id)
+            .where(s.c.server_id == self.server_id, s.c.ended_at.is_(None))
+            .where(h.c.released_at.is_(None))
+        ):
+            pool = pools.setdefault(
+                held.pool_id, _Pool(held.product_id, held.license_type_id, held.pool_id)
+            )
+            by_id[held.session_id].holds[held.product_id] = _Hold(
+                held.session_id,
+                pool,
+                held.user_name,
+                held.licenses,
+                _naive(held.granted_at),
+                held.id,
+            )
+        for out in self.conn.execute(
+            sa.select(c)
+            .where(c.c.server_id == self.server_id, c.c.in_at.is_(None))
+            .order_by(c.c.id)
+        ):
+            owner = by_id.get(out.session_id)
+            if owner is None:
+                continue
+            hold = owner.holds.get(out.product_id)
+            owner.checkouts.append(
+                _Checkout(
+                    out.session_id,
+                    out.feature,
+                    hold.pool if hold else self._pool(out.feature),
+                    out.user_name,
+                    out.host,
+                    out.display,
+                    out.handle,
+                    out.version,
+                    out.licenses,
+                    _naive(out.out_at),
+                    out.id,
+                )
+            )
+
+    def _pool(self, feature: str) -> _Pool:
+        found = self._pools.get(feature)
+        if found is not None:
+            return found
+        if not feature or len(feature) > MAX_NAME_LENGTH or "\x00" in feature:
+            raise InvalidInput(f"unusable feature name {feature!r}")
+        target = self.mapping.target(feature)
+        if target.product in RESERVED_COLUMNS:
+            raise InvalidInput(f"feature {feature!r}: {target.product!r} is a reserved name")
+        catalog = read_catalog(self.conn)
+        pool = catalog.pool(target.product, target.license_type)
+        if pool is None:
+            pool_id = ensure_pool(
+                self.conn,
+                target.product,
+                target.license_type,
+                {"seats": None, "counting": target.counting},
+                origin=f"{self.server} feature {feature}",
+            )
+            pool = next(p for p in read_catalog(self.conn).pools if p.id == pool_id)
+        found = _Pool(pool.product_id, pool.license_type_id, pool.id)
+        self._pools[feature] = found
+        return found
+
+    def pool_id(self, feature: str) -> int:
+        """The id of the pool `feature` counts in (created when new)."""
+        return self._pool(feature).pool_id
+
+    def open_checkouts(self) -> list[_Checkout]:
+        """Every checkout of the server that is out now."""
+        return [c for session in self._sessions.values() for c in session.checkouts]
+
+    # --- events ------------------------------------------------------------------------------
+
+    def checkout(
+        self,
+        at: datetime,
+        feature: str,
+        user: str,
+        host: str | None,
+        licenses: int = 1,
+        *,
+        display: str | None = None,
+        handle: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """`user`@`host` checked out `licenses` of `feature` at `at` (naive UTC)."""
+        user, host = check_user(user), check_host(host)
+        pool = self._pool(feature)
+        key = (identity_of(user), host)
+        session = self._sessions.get(key)
+        if session is not None:
+            at = max(at, session.last_activity)  # a snapshot's older start: never before
+        if session is None:
+            session = _Session(self._start_session(user, host, display, at), user, host, at)
+            self._sessions[key] = session
+            self.counts.sessions_started += 1
+        checkout = _Checkout(
+            session.id, feature, pool, user, host, display, handle, version, licenses, at
+        )
+        session.checkouts.append(checkout)
+        self._new_checkouts.append(checkout)
+        self._recount(session, pool, at)
+        self._touch(session, at)
+        self.counts.checkouts += 1
+        self._tick()
+
+    def checkin(
+        self,
+        at: datetime,
+        feature: str,
+        user: str,
+        host: str | None,
+        licenses: int | None = None,
+        *,
+        reason: str = CHECKED_IN,
+        handle: str | None = None,
+    ) -> bool:
+        """`user`@`host` returned a checkout of `feature` (the one with `handle`, else one of
+        `licenses` licenses, else the oldest). False when no such checkout is out."""
+        session = self._sessions.get((identity_of(check_user(user)), check_host(host)))
+        candidates = [c for c in session.checkouts if c.feature == feature] if session else []
+        if handle is not None:
+            candidates = [c for c in candidates if c.handle == handle]
+        if licenses is not None:
+            candidates = sorted(candidates, key=lambda c: c.licenses != licenses)
+        if session is None or not candidates:
+            self.counts.unmatched += 1
+            self._tick()
+            return False
+        self._close(session, candidates[0], at, reason)
+        self.counts.checkins += 1
+        self._tick()
+        return True
+
+    def restart(self, at: datetime) -> None:
+        """The server (re)started: every checkout out before is gone."""
+        for session in list(self._sessions.values()):
+            for checkout in list(session.checkouts):
+                self._close(session, checkout, at, SERVER_RESTART)
+        self.counts.restarts += 1
+
+    def end_checkout(self, checkout: _Checkout, at: datetime, reason: str) -> None:
+        """End one open checkout (a snapshot no longer lists it, or it was removed)."""
+        session = self._sessions.get((identity_of(checkout.user), checkout.host))
+        if session is not None and checkout in session.checkouts:
+            self._close(session, checkout, at, reason)
+            self.counts.checkins += 1
+
+    def denial(
+        self,
+        at: datetime,
+        feature: str,
+        user: str,
+        host: str | None,
+        reason: str,
+        detail: str | None,
+    ) -> None:
+        """The server refused `user` a license of `feature` (`detail`: its own words)."""
+        pool = self._pool(feature)
+        self._denials.append(
+            {
+                "at": at,
+                "user_name": identity_of(check_user(user)),  # as the app's denials: identities
+                "host": check_host(host),
+                "product_id": pool.product_id,
+                "license_type_id": pool.license_type_id,
+                "pool_id": pool.pool_id,
+                "reason": reason,
+                "detail": detail,
+                "server_id": self.server_id,
+            }
+        )
+        self.counts.denials += 1
+        self._tick()
+
+    def queued(
+        self,
+        at: datetime,
+        feature: str,
+        user: str,
+        host: str | None,
+        licenses: int,
+        detail: str | None,
+    ) -> None:
+        """The server queued a request of `user` for `feature`."""
+        pool = self._pool(feature)
+        self._queued.append(
+            {
+                "server_id": self.server_id,
+                "at": at,
+                "user_name": check_user(user),
+                "host": check_host(host),
+                "feature": feature,
+                "pool_id": pool.pool_id,
+                "licenses": licenses,
+                "detail": detail,
+            }
+        )
+        self.counts.queued += 1
+        self._tick()
+
+    # --- mechanics ---------------------------------------------------------------------------
+
+    def _start_session(self, user: str, host: str | None, display: str | None, at: datetime) -> int:
+        return int(
+            self.conn.execute(
+                _INSERT_SESSION,
+                {
+                    "user_name": user,
+                    "user_key": identity_of(user),
+                    "host": host,
+                    "display": display,
+                    "started_at": at,
+                    "last_activity": at,
+                    "source": self.server,
+                    "server_id": self.server_id,
+                },
+            ).scalar_one()
+        )
+
+    def _touch(self, session: _Session, at: datetime) -> None:
+        if at > session.last_activity:
+            session.last_activity = at
+        self._touched[session.id] = session.last_activity
+
+    def _close(self, session: _Session, checkout: _Checkout, at: datetime, reason: str) -> None:
+        session.checkouts.remove(checkout)
+        checkout.in_at, checkout.end_reason = at, reason
+        if checkout.id is not None:
+            self._closed_checkouts.append(checkout)
+        self._touch(session, at)
+        if session.checkouts:
+            self._recount(session, checkout.pool, at)
+            return
+        # the last check-in: the session ends, and end_sessions releases what it still holds
+        # (a hold begun at this very moment and not written yet never was)
+        for product, hold in list(session.holds.items()):
+            if hold.id is None and hold.granted_at == at:
+                self._new_holds.remove(hold)
+                del session.holds[product]
+        del self._sessions[(identity_of(session.user), session.host)]
+        self._ends.append((session.id, at, reason))
+        self.counts.sessions_ended += 1
+
+    def _recount(self, session: _Session, pool: _Pool, at: datetime) -> None:
+        """Make the session's hold of `pool`'s product match its checkouts."""
+        product = pool.product_id
+        licenses = sum(c.licenses for c in session.checkouts if c.pool.product_id == product)
+        hold = session.holds.get(product)
+        if hold is not None and hold.licenses == licenses:
+            return
+        if hold is not None:
+            if hold.id is None and hold.granted_at == at:  # not written yet, same moment
+                if licenses:
+                    hold.licenses = licenses
+                    return
+                self._new_holds.remove(hold)
+                del session.holds[product]
+                return
+            hold.released_at = at
+            if hold.id is not None:
+                self._closed_holds.append(hold)
+            del session.holds[product]
+        if licenses:
+            new = _Hold(session.id, pool, identity_of(session.user), licenses, at)
+            session.holds[product] = new
+            self._new_holds.append(new)
+
+    def _tick(self) -> None:
+        self._events += 1
+        if self._events % FLUSH_EVERY == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything applied so far (still inside the caller's transaction)."""
+        conn = self.conn
+        # releases first: a session's new hold of a product may only be written once its
+        # previous one is released (one active hold per session and product)
+        if self._closed_holds:
+            conn.execute(
+                sa.update(holds_t)
+                .where(holds_t.c.id == sa.bindparam("hold_id"))
+                .values(released_at=sa.bindparam("at")),
+                [{"hold_id": h.id, "at": h.released_at} for h in self._closed_holds],
+            )
+            self._closed_holds = []
+        self._insert_holds()
+        self._insert_checkouts()
+        if self._closed_checkouts:
+            conn.execute(
+                sa.update(checkouts_t)
+                .where(checkouts_t.c.id == sa.bindparam("checkout_id"))
+                .values(in_at=sa.bindparam("at"), end_reason=sa.bindparam("reason")),
+                [
+                    {"checkout_id": c.id, "at": c.in_at, "reason": c.end_reason}
+                    for c in self._closed_checkouts
+                ],
+            )
+            self._closed_checkouts = []
+        if self._touched:
+            conn.execute(
+                sa.update(sessions_t)
+                .where(sessions_t.c.id == sa.bindparam("session_id"))
+                .values(last_activity=sa.bindparam("at")),
+                [{"session_id": k, "at": v} for k, v in self._touched.items()],
+            )
+            self._touched = {}
+        for session_id, at, reason in self._ends:
+            end_sessions(conn, [session_id], actor=self.server, reason=reason, at=at, audit=False)
+        self._ends = []
+        for table, rows in ((denials_t, self._denials), (queued_t, self._queued)):
+            if rows:
+                conn.execute(sa.insert(table), rows)
+        self._denials, self._queued = [], []
+
+    def _insert_holds(self) -> None:
+        closed = [h for h in self._new_holds if h.released_at is not None]
+        still_open = [h for h in self._new_holds if h.released_at is None]
+        if closed:
+            self.conn.execute(sa.insert(holds_t), [_hold_row(h) for h in closed])
+        for hold in still_open:  # few: their ids are needed to release them later
+            hold.id = int(self.conn.execute(_INSERT_HOLD, _hold_row(hold)).scalar_one())
+        self._new_holds = []
+
+    def _insert_checkouts(self) -> None:
+        closed = [c for c in self._new_checkouts if c.in_at is not None]
+        still_open = [c for c in self._new_checkouts if c.in_at is None]
+        if closed:
+            self.conn.execute(sa.insert(checkouts_t), [self._checkout_row(c) for c in closed])
+        for checkout in still_open:
+            checkout.id = int(
+                self.conn.execute(_INSERT_CHECKOUT, self._checkout_row(checkout)).scalar_one()
+            )
+        self._new_checkouts = []
+
+    def _checkout_row(self, c: _Checkout) -> dict[str, object]:
+        return {
+            "server_id": self.server_id,
+            "session_id": c.session_id,
+            "product_id": c.pool.product_id,
+            "feature": c.feature,
+            "user_name": c.user,
+            "host": c.host,
+            "display": c.display,
+            "handle": c.handle,
+            "version": c.version,
+            "licenses": c.licenses,
+            "out_at": c.out_at,
+            "in_at": c.in_at,
+            "end_reason": c.end_reason,
+        }
+
+
+def _hold_row(h: _Hold) -> dict[str, object]:
+    return {
+        "session_id": h.session_id,
+        "product_id": h.pool.product_id,
+        "license_type_id": h.pool.license_type_id,
+        "pool_id": h.pool.pool_id,
+        "user_name": h.user,
+        "granted_at": h.granted_at,
+        "released_at": h.released_at,
+        "licenses": h.licenses,
+    }
+
+
+def _naive(value: datetime | str) -> datetime:
+    """A stored time (a datetime, or ISO text on SQLite) as naive UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def state_json(state: dict[str, object]) -> str:
+    """A parser state as stored in ``imported_files.state``."""
+    return json.dumps(state, sort_keys=True)
