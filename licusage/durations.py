@@ -82,19 +82,27 @@ def _describe(value: timedelta) -> str:
     return format_duration(value).replace(" ", "")
 
 
-def format_duration(value: timedelta) -> str:
+def format_duration(value: timedelta | float | None, *, seconds: bool = True) -> str:
     """A short readable form: ``45s``, ``12m 05s``, ``2h 05m``, ``3d 04h`` (two units at most).
 
-    Negative values (a clock running behind) show as ``0s``; sub-second parts are dropped.
+    The one duration format of the CLI, the CSV export and the dashboard. `value` is a
+    timedelta (or pandas Timedelta) or a number of seconds; None or NaN show as ``""``. Without
+    `seconds` (the dashboard's table) the smallest unit is the minute: ``12m``, ``0m``. Negative
+    values (a clock running behind) show as ``0s`` (``0m``); sub-second parts are dropped.
     """
-    seconds = max(int(value.total_seconds()), 0)
-    days, rest = divmod(seconds, 86_400)
+    if value is None or (not isinstance(value, timedelta) and value != value):  # None, NaN
+        return ""
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    whole = max(int(total), 0)
+    days, rest = divmod(whole, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, secs = divmod(rest, 60)
     if days:
         return f"{days}d {hours:02d}h"
     if hours:
         return f"{hours}h {minutes:02d}m"
+    if not seconds:
+        return f"{minutes}m"
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from .. import clock
+from .. import clock, durations
 
 BASE_HEADERS = {
     "user": "User",
@@ -28,19 +28,11 @@ IDLE_TEMPLATE = (
 
 
 def format_duration(value: timedelta | pd.Timedelta | float | None) -> str:
-    """A short duration: ``45m``, ``2h 05m``, ``3d 04h`` (seconds below a minute count as 0m)."""
-    if value is None or (not isinstance(value, timedelta) and pd.isna(value)):
+    """The table's short duration: ``45m``, ``2h 05m``, ``3d 04h`` (seconds below a minute count
+    as 0m); :func:`licusage.durations.format_duration` to the minute."""
+    if value is not None and not isinstance(value, timedelta) and pd.isna(value):
         return ""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m"
+    return durations.format_duration(value, seconds=False)
 
 
 def local_zone(name: str | None) -> tzinfo | None:
