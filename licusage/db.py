@@ -136,13 +136,6 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
         engine.dispose()
 
 
-def create_schema(engine: Engine) -> None:
-    """Create a new store's schema, stamped at the current revision (see :mod:`.migrations`)."""
-    from . import migrations
-
-    migrations.ensure_current(engine)
-
-
 def describe_db_error(error: exc.DBAPIError, engine: Engine | None = None) -> str:
     """One readable line for a driver error (no SQL, no traceback)."""
     where = engine.url.render_as_string(hide_password=True) if engine is not None else "database"

@@ -103,16 +103,14 @@ def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
     :func:`numpy.fromstring`, without splitting it into Python strings. None for other kinds
     or when the text has another shape (the caller splits it then)."""
     if text is None or count == 0 or kind != "int":
+        return None  # datetimes: splitting and parsing in C is faster than digit arithmetic
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a malformed value: split instead
+            values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
+    except (ValueError, DeprecationWarning):
         return None
-    if kind == "int":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # a malformed value: split instead
-                values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
-        except (ValueError, DeprecationWarning):
-            return None
-        return values if len(values) == count else None
-    return None  # datetimes: splitting and parsing in C is faster than digit arithmetic
+    return values if len(values) == count else None
 
 
 def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
