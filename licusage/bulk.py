@@ -36,7 +36,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
 from . import catalog, clock
 from .db import is_sqlite, store_operation

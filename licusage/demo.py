@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
 from . import catalog, clock
 from .db import store_operation, write
@@ -87,6 +87,7 @@ HOLIDAYS = ((1, 1), (12, 25))  # local (month, day): staffed like a weekend
 BREAK_IDLE = 0.15  # share of people at work whose session sits idle (a break, a meeting)
 FORGOTTEN = 0.05  # share of sessions left open, until the idle policy ends them
 IDLE_POLICY = timedelta(hours=8)
+STALE_NAMED_SEATS = 6  # one named seat in this many belongs to someone who no longer uses it
 
 FIRST = (
     "alice bob carol dave erin frank grace heidi ivan judy karl laura mallory niaj olivia peggy "
@@ -188,14 +189,22 @@ def staff(names: list[str], rng: random.Random) -> dict[str, Staff]:
 def _named_users(
     names: list[str], roles: dict[str, str], seats: dict[tuple[str, str], int], rng: random.Random
 ) -> dict[str, set[str]]:
-    """product -> users assigned to its named pool."""
+    """product -> users assigned to its named pool.
+
+    Most named seats go to people whose role uses the product; about one in six went, long ago,
+    to someone who has since changed role and no longer uses it: the unused named seats an
+    analyst should find.
+    """
     named: dict[str, set[str]] = {}
     for (product, license_type), count in seats.items():
         if license_type != NAMED_USER:
             continue
-        candidates = [n for n in names if product in ROLES[roles[n]][1]]
-        rng.shuffle(candidates)
-        named[product] = set(candidates[:count])
+        users = [n for n in names if product in ROLES[roles[n]][1]]
+        others = [n for n in names if product not in ROLES[roles[n]][1]]
+        rng.shuffle(users)
+        rng.shuffle(others)
+        stale = min(len(others), count // STALE_NAMED_SEATS) if count > 1 else 0
+        named[product] = set(users[: count - stale]) | set(others[:stale])
     return named
 
 
@@ -365,6 +374,17 @@ def simulate(
     return DemoPlan(at, seats, named, people, plans, denials)
 
 
+def _session_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(sessions_t)).scalar_one())
+
+
+@store_operation
+def is_empty(engine: Engine) -> bool:
+    """Whether the store holds no sessions (demo data goes only into such a store)."""
+    return _session_count(engine) == 0
+
+
 @store_operation
 def generate(
     engine: Engine,
@@ -381,8 +401,7 @@ def generate(
     sessions.
     """
     _check_sizes(users, days, seed)
-    with engine.connect() as conn:
-        existing = conn.execute(sa.select(sa.func.count()).select_from(sessions_t)).scalar_one()
+    existing = _session_count(engine)
     if existing:
         raise InvalidInput(
             f"the store already holds {existing} sessions; demo data goes only into an empty "
