@@ -40,6 +40,15 @@ def resolve_url(url: str | None = None) -> str:
     return f"sqlite:///{path}"
 
 
+def describe_url(url: str | None = None) -> str:
+    """Where the store at `url` (see :func:`resolve_url`) is, for people: a SQLite file's path,
+    else the URL without its password."""
+    parsed = sa.make_url(resolve_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return f"SQLite file {Path(parsed.database).resolve()}"
+    return parsed.render_as_string(hide_password=True)
+
+
 def _normalise_url(url: str) -> sa.URL:
     parsed = sa.make_url(url)
     # plain postgresql:// means psycopg 3 here, not the psycopg2 SQLAlchemy defaults to

@@ -222,7 +222,7 @@ def test_logout_reports_each_kind_of_id(small_store):
         "logout", str(ids["alice"]), str(ids["bob"]), "777", "--db", url, "--actor", "admin1",
         "--yes",
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # an unknown id (777): exit 1 (issue 9)
     assert result.stdout.splitlines() == [
         f"Logged out: {ids['bob']}",
         f"Already ended: {ids['alice']}",
@@ -245,7 +245,6 @@ def test_logout_without_a_terminal_needs_yes(small_store):
         ["1.5", "--actor", "a", "--yes"],
         ["0", "--actor", "a", "--yes"],
         ["99999999999999999999999", "--actor", "a", "--yes"],
-        ["1", "--yes"],  # no actor
         ["1", "--actor", "  ", "--yes"],
         ["--actor", "a", "--yes"],  # no id
     ],
@@ -310,7 +309,8 @@ def test_logout_asks_on_a_terminal_naming_sessions_users_and_licenses(small_stor
 
     accepted = _run_on_a_terminal(args, "y", env)
     assert f"Logged out: {ids['alice']}, {ids['carol']}" in accepted
-    assert accepted.endswith("exit=0")
+    assert accepted.count("Unknown: 404") == 1  # said in the preview, not again in the report
+    assert accepted.endswith("exit=1")  # 404 is unknown (issue 9)
     engine = db.connect(url)
     assert list(queries.session_usage(engine)["user"]) == ["bob"]
     engine.dispose()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
+from dataclasses import replace
 from datetime import timedelta
 
 import click
 
+from .. import db
+from .. import demo as demo_data
 from ..policy import start_reaper
 from ..server import ServeOptions, check_options
 from ..server import serve as serve_app
@@ -100,8 +106,61 @@ def serve(
     check_options(options)
     if idle_over is not None and reap_every is None:
         fail("--idle-over needs --reap-every (how often to apply it)")
+    # everything that can fail is checked before "Serving" is announced: the store, the port
+    url = db.resolve_url(options.url)
+    engine = db.connect(url)  # an unusable store: one line, exit 2 (through the group)
+    try:
+        filled = demo and demo_data.is_empty(engine)
+        summary = demo_data.generate(engine) if filled else None
+    finally:
+        engine.dispose()
+    _check_port_free(address, port)
+    click.echo(f"Store: {db.describe_url(url)}", err=True)
+    if summary is not None:
+        click.echo(
+            f"Demo data written: {summary.users} users, {summary.sessions} sessions "
+            f"({summary.active_sessions} active), {summary.denials} denials.",
+            err=True,
+        )
+    elif demo:
+        click.echo("The store already holds sessions: --demo left it as it is.", err=True)
+    _log_to_console()
     where = "localhost" if address in ("127.0.0.1", "::1") else address
     click.echo(f"Serving Session License Usage at http://{where}:{port}/", err=True)
     if reap_every is not None:  # in this (parent) process: once per host, even with --num-procs
-        start_reaper(options.url, reap_every, idle_over)
-    serve_app(options)
+        start_reaper(url, reap_every, idle_over)
+    try:
+        serve_app(replace(options, url=url, demo=False))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        fail(_port_in_use(address, port))
+
+
+def _port_in_use(address: str, port: int) -> str:
+    return f"port {port} on {address} is in use (another server?): choose another with --port"
+
+
+def _check_port_free(address: str, port: int) -> None:
+    """Refuse a port another process listens on, before announcing anything."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                fail(_port_in_use(address, port))
+            raise
+
+
+def _log_to_console() -> None:
+    """The server's own INFO messages (each logout: actor, counts) on stderr."""
+    logger = logging.getLogger("licusage")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

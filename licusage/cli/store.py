@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -255,22 +256,28 @@ def _describe_targets(engine: Engine, ids: list[int]) -> list[int]:
 
 @click.command()
 @click.argument("session_ids", metavar="ID...", nargs=-1, required=True, type=SessionIdType())
-@click.option("--actor", required=True, metavar="NAME", help="Who logs them out (audited).")
+@click.option(
+    "--actor",
+    metavar="NAME",
+    help="Who logs them out (audited). Default: your OS user name, as in the dashboard on "
+    "your own machine.",
+)
 @click.option(
     "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
 )
 @db_option
-def logout(session_ids: tuple[int, ...], actor: str, yes: bool, db_url: str | None) -> None:
+def logout(session_ids: tuple[int, ...], actor: str | None, yes: bool, db_url: str | None) -> None:
     """Log sessions out by id, freeing their licenses; every logout is audited.
 
-    Asks for confirmation on a terminal; without one, refuses unless --yes is given.
+    Asks for confirmation on a terminal; without one, refuses unless --yes is given. Exits
+    with 1 when any id is unknown (the known ones are still logged out).
 
     \b
     Example:
-      licusage logout 12 15 --actor alice.admin
+      licusage logout 12 15
       licusage logout 12 15 --actor alice.admin --yes
     """
-    actor = actions.check_actor(actor)
+    actor = actions.check_actor(actor if actor is not None else os_user())
     ids = sorted(set(session_ids))
     if not yes and not stdin_is_terminal():
         raise CliError("no terminal to confirm on: pass --yes to log sessions out; nothing changed")
@@ -286,17 +293,28 @@ def logout(session_ids: tuple[int, ...], actor: str, yes: bool, db_url: str | No
         result = actions.logout_sessions(engine, ids, actor)
     finally:
         engine.dispose()
-    _report_logout(result)
+    # the preview already said which were ended or unknown: say it once
+    _report_logout(result, previewed=not yes)
+    if result.unknown:
+        sys.exit(1)
 
 
-def _report_logout(result: actions.LogoutResult) -> None:
+def os_user() -> str:
+    """The OS user name: who acts when no one signed in (as the dashboard on localhost)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        raise CliError("cannot tell your OS user name: pass --actor NAME") from None
+
+
+def _report_logout(result: actions.LogoutResult, previewed: bool = False) -> None:
     def listed(ids: Sequence[int]) -> str:
         return ", ".join(map(str, ids)) if ids else "none"
 
     click.echo(f"Logged out: {listed(result.logged_out)}")
-    if result.already_ended:
+    if result.already_ended and not previewed:
         click.echo(f"Already ended: {listed(result.already_ended)}")
-    if result.unknown:
+    if result.unknown and not previewed:
         click.echo(f"Unknown: {listed(result.unknown)}")
 
 
