@@ -30,7 +30,8 @@ EXPANSION_SAMPLE = 20_000  # holds the per-session pandas expansion is timed on,
 
 @dataclass
 class Target:
-    """``kind``: "ratio" (case / reference <= limit) or "seconds" (median <= limit)."""
+    """``kind``: "ratio" (case / reference <= limit), "seconds" (median <= limit) or "both"
+    (median <= limit and case / reference <= 1)."""
 
     kind: str
     limit: float
@@ -40,6 +41,8 @@ class Target:
     def met(self, median: float, ratio: float | None) -> bool:
         if self.kind == "seconds":
             return median <= self.limit
+        if self.kind == "both":
+            return median <= self.limit and ratio is not None and ratio <= 1.0
         return ratio is not None and ratio <= self.limit
 
 

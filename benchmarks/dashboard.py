@@ -1,8 +1,12 @@
-"""Browser cases: Run click to first page visible (Chromium), and the served app's memory.
+"""Browser cases: page open and Run to first rows visible (Chromium), the served app's memory.
 
 A real ``licusage serve`` runs in a subprocess on a free port; headless Debian Chromium is driven
-by Playwright. "First page visible": from the click on ``Run`` until the first result row is
-visible and the count line shows the new result, on a fresh page each run.
+by Playwright, a fresh browser context (cookies, Bokeh document) per run.
+
+* "Page open -> first rows": from ``page.goto`` until the first result row is visible (the page
+  runs its filter when it opens). Its reference is :mod:`benchmarks.reference`, a server-rendered
+  HTML page of the same 25 joined rows, timed the same way in the same browser.
+* "Run -> first page": from the click on ``Run`` until new result rows are visible.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from . import cases as case_defs
 from .store import StoreSpec, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-COUNT_LINE = re.compile(r"[\d,]+ sessions of [\d,]+ distinct")
+COUNT_LINE = re.compile(r"[\d,]+ sessions? of [\d,]+ distinct|No active sessions match")
 MILLION = StoreSpec(users=100_000, active=1_000_000, history=100_000, days=30)
 MILLION_QUICK = StoreSpec(users=400, active=4_000, history=1_000, days=7)
 BROWSER_SESSIONS = 5
 NOTES = [
-    "dashboard: Run click -> first result row and the count line visible, headless Chromium, "
+    "page open: page.goto -> first result row visible, headless Chromium at 1280x900, fresh "
+    "context per run; reference: benchmarks/reference.py, a Tornado page rendering the same "
+    "25 joined rows (session_usage_page) as HTML, goto -> first row visible",
+    "dashboard Run: click -> new result rows visible (the count follows), headless Chromium, "
     "fresh page per run, `licusage serve` subprocess on the same machine",
     "memory: resident set of the `licusage serve` process tree (/proc) after 5 browser pages "
     "each ran the unfiltered query on the large store",
@@ -60,13 +67,18 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def served(store_url: str, timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``licusage serve`` on a free loopback port; stopped (its process group) afterwards."""
+def served(
+    store_url: str, timeout: float = 120.0, module: str = "licusage"
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``licusage serve`` (or `module`, e.g. ``benchmarks.reference``) on a free loopback port;
+    stopped (its process group) afterwards."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "-m", module]
+    command += ["serve"] if module == "licusage" else []
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "licusage", "serve", "--db", store_url, "--port", str(port)],
+            [*command, "--db", store_url, "--port", str(port)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,14 +158,34 @@ def _open_dashboard(browser: Any, url: str) -> Any:
 
 
 def _click_run(page: Any) -> float:
-    from playwright.sync_api import expect
-
-    line = page.get_by_text(COUNT_LINE)
+    """Seconds from the click on Run until new rows are visible (the rows shown before are
+    marked, a Run draws new row elements)."""
+    page.locator(".tabulator-row").first.wait_for(state="visible", timeout=180_000)
+    page.evaluate(
+        "() => document.querySelectorAll('.tabulator-row').forEach(r => r.dataset.old = '1')"
+    )
     began = time.perf_counter()
     page.get_by_role("button", name="Run").click()
-    page.locator(".tabulator-row").first.wait_for(state="visible", timeout=180_000)
-    expect(line).to_be_visible(timeout=180_000)
+    page.locator(".tabulator-row:not([data-old])").first.wait_for(state="visible", timeout=180_000)
     return time.perf_counter() - began
+
+
+def _page_opens(store_url: str, repeat: int, module: str = "licusage") -> list[float]:
+    """Seconds from ``goto`` until the first result row is visible, a fresh context each time
+    (`module` ``benchmarks.reference``: the server-rendered reference page)."""
+    row = ".tabulator-row" if module == "licusage" else "table.sessions tbody tr"
+    seconds = []
+    with served(store_url, module=module) as (url, _process), _browser() as browser:
+        for index in range(repeat + 1):
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            began = time.perf_counter()
+            page.goto(url, wait_until="commit")
+            page.locator(row).first.wait_for(state="visible", timeout=180_000)
+            if index:  # the first open warms the server (imports, caches) and is not counted
+                seconds.append(time.perf_counter() - began)
+            context.close()
+    return seconds
 
 
 @contextmanager
@@ -199,6 +231,18 @@ def _memory(store_url: str) -> tuple[float, str | None]:
     return rss / 1e9, None
 
 
+def _million_store(store_url: str, ctx: case_defs.Context) -> str:
+    """The 1M-session store (built once, cached next to the large store)."""
+    spec = MILLION_QUICK if ctx.quick else MILLION
+    if store_url.startswith("sqlite"):  # next to the large store
+        folder = Path(sa.make_url(store_url).database or ".").parent
+        url = f"sqlite:///{folder / f'large-{spec.key}.sqlite'}"
+    else:
+        million = sa.make_url(store_url).set(database="licusage_bench_1m")
+        url = million.render_as_string(hide_password=False)
+    return prepare(url, spec, progress=sys.stderr.isatty()).url
+
+
 def available() -> str | None:
     """Why the browser cases cannot run here, or None."""
     if not Path(CHROMIUM).exists():
@@ -220,6 +264,10 @@ def run(store_url: str, ctx: case_defs.Context, repeat: int, wanted: list[str] |
     problem = available()
     large = "quick store" if ctx.quick else "100k active"
     names = {
+        "open": f"dashboard page open -> first rows ({large})",
+        "open_million": "dashboard page open -> first rows ("
+        + ("quick 2nd store" if ctx.quick else "1M active")
+        + ")",
         "click": f"dashboard Run -> first page ({large})",
         "million": "dashboard Run -> first page ("
         + ("quick 2nd store" if ctx.quick else "1M active")
@@ -228,6 +276,8 @@ def run(store_url: str, ctx: case_defs.Context, repeat: int, wanted: list[str] |
         "memory": f"served app memory, {BROWSER_SESSIONS} browser sessions (GB)",
     }
     targets = {
+        "open": case_defs.Target("both", 1.0, "<= 1 s, ratio <= 1"),
+        "open_million": case_defs.Target("both", 1.5, "<= 1.5 s, ratio <= 1"),
         "click": case_defs.Target("seconds", 1.0, "<= 1 s"),
         "million": case_defs.Target("seconds", 3.0, "<= 3 s"),
         "settled": case_defs.Target("seconds", 1.0, "<= 1 s (diagnostic)"),
@@ -243,20 +293,20 @@ def run(store_url: str, ctx: case_defs.Context, repeat: int, wanted: list[str] |
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         try:
-            if key == "click":
+            if key in ("million", "open_million"):
+                store_url_here = _million_store(store_url, ctx)
+            else:
+                store_url_here = store_url
+            if key in ("open", "open_million"):
+                row.reference_name = "server-rendered page of the same 25 rows"
+                row.times = _page_opens(store_url_here, repeat)
+                row.reference_times = _page_opens(store_url_here, repeat, "benchmarks.reference")
+            elif key == "click":
                 row.times = _run_clicks(store_url, repeat)
             elif key == "settled":
                 row.times = _run_clicks(store_url, repeat, settle=True)
             elif key == "million":
-                spec = MILLION_QUICK if ctx.quick else MILLION
-                if store_url.startswith("sqlite"):  # next to the large store
-                    folder = Path(sa.make_url(store_url).database or ".").parent
-                    url = f"sqlite:///{folder / f'large-{spec.key}.sqlite'}"
-                else:
-                    million = sa.make_url(store_url).set(database="licusage_bench_1m")
-                    url = million.render_as_string(hide_password=False)
-                store = prepare(url, spec, progress=sys.stderr.isatty())
-                row.times = _run_clicks(store.url, repeat)
+                row.times = _run_clicks(store_url_here, repeat)
             else:
                 gigabytes, row.problem = _memory(store_url)
                 row.times = [gigabytes]

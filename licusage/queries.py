@@ -5,7 +5,7 @@ The dashboard, the CLI and the notebooks all call these.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -19,8 +19,8 @@ from . import clock
 from .audit import audit_actors as audit_actors  # the audit reads live in licusage.audit
 from .audit import audit_log as audit_log
 from .catalog import Catalog, parse_license_filter, read_catalog
-from .db import is_sqlite, store_operation
-from .errors import InvalidInput
+from .db import describe_db_error, is_sqlite, store_operation
+from .errors import InvalidInput, StoreUnavailable
 from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
 from .sessions import check_session_id, id_conditions
 from .validation import lenient_identity
@@ -58,6 +58,39 @@ def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
     return sessions_t.c.user_key.contains(needle, autoescape=True)
 
 
+def host_condition(host: str | None) -> sa.ColumnElement[bool] | None:
+    """The SQL condition of the host filter: a case-insensitive, literal substring match.
+
+    Blank (None, empty or only spaces) means all hosts; surrounding spaces are ignored.
+    """
+    if host is None:
+        return None
+    if not isinstance(host, str):
+        raise InvalidInput(f"host filter must be text, not {host!r}")
+    needle = host.strip()
+    if not needle:
+        return None
+    if "\x00" in needle or len(needle) > 255:
+        return sa.false()  # no stored host can contain it
+    return sessions_t.c.host.icontains(needle, autoescape=True)
+
+
+SORT_KEYS = ("session_id", "user", "host", "started_at", "last_activity", "idle")
+
+
+def _check_sort(sort: Sequence[tuple[str, bool]] | None, products: Collection[str]) -> None:
+    for item in sort or ():
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise InvalidInput(f"sort items must be (column, ascending) pairs, not {item!r}")
+        key, ascending = item
+        if key not in SORT_KEYS and key not in products:
+            raise InvalidInput(
+                f"cannot sort by {key!r}: use one of {', '.join(SORT_KEYS)} or a product"
+            )
+        if not isinstance(ascending, bool):
+            raise InvalidInput(f"sort direction of {key!r} must be True or False")
+
+
 @dataclass(frozen=True)
 class SessionFilter:
     """Which active sessions a listing shows; validated once, turned into SQL once.
@@ -67,6 +100,7 @@ class SessionFilter:
       several products must all match (names are checked against the catalogue when queried:
       :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`).
     - `idle_over`: keep sessions whose last activity is at least this long ago.
+    - `host`: case-insensitive substring of the client host, every character literal.
 
     :func:`session_usage`, :func:`session_usage_page` and :func:`session_usage_counts` take one
     (or the same three keyword arguments); :meth:`code` is the notebook line that reproduces it.
@@ -76,10 +110,13 @@ class SessionFilter:
     user: str | None = None
     license_types: Mapping[str, Collection[str] | None] | None = None
     idle_over: timedelta | None = None
+    host: str | None = None
 
     def __post_init__(self) -> None:
         if self.user is not None and not isinstance(self.user, str):
             raise InvalidInput(f"user filter must be text, not {self.user!r}")
+        if self.host is not None and not isinstance(self.host, str):
+            raise InvalidInput(f"host filter must be text, not {self.host!r}")
         if self.idle_over is not None:
             object.__setattr__(self, "idle_over", _check_timedelta(self.idle_over, "idle_over"))
         if self.license_types is not None:
@@ -102,7 +139,7 @@ class SessionFilter:
 
     def __hash__(self) -> int:
         types = None if self.license_types is None else tuple(self.license_types.items())
-        return hash((self.user, types, self.idle_over))
+        return hash((self.user, types, self.idle_over, self.host))
 
     @classmethod
     def of(
@@ -112,13 +149,14 @@ class SessionFilter:
         user: str | None = None,
         license_types: Mapping[str, Collection[str] | None] | None = None,
         idle_over: timedelta | None = None,
+        host: str | None = None,
     ) -> SessionFilter:
         """`where`, else a filter of the keyword arguments (not both)."""
         if where is None:
-            return cls(user=user, license_types=license_types, idle_over=idle_over)
+            return cls(user=user, license_types=license_types, idle_over=idle_over, host=host)
         if not isinstance(where, SessionFilter):
             raise InvalidInput(f"the filter must be a SessionFilter, not {where!r}")
-        if user is not None or license_types is not None or idle_over is not None:
+        if any(v is not None for v in (user, license_types, idle_over, host)):
             raise InvalidInput("give a SessionFilter or keyword filters, not both")
         return where
 
@@ -129,7 +167,14 @@ class SessionFilter:
             if self.license_types is None
             else {p: None if t is None else list(t) for p, t in self.license_types.items()}
         )
-        return {"user": self.user, "license_types": types, "idle_over": self.idle_over}
+        kwargs: dict[str, Any] = {
+            "user": self.user,
+            "license_types": types,
+            "idle_over": self.idle_over,
+        }
+        if self.host is not None:
+            kwargs["host"] = self.host
+        return kwargs
 
     def code(self, call: str = "queries.session_usage", max_user: int = 60) -> str:
         """The notebook line that reproduces the listing, e.g.
@@ -138,8 +183,8 @@ class SessionFilter:
         for name, value in self.kwargs().items():
             if value is None:
                 continue
-            if name == "user" and len(value) > max_user:
-                args.append(f"user={value[:max_user]!r}…  # {len(value):,} characters")
+            if name in ("user", "host") and len(value) > max_user:
+                args.append(f"{name}={value[:max_user]!r}…  # {len(value):,} characters")
             elif name == "idle_over":
                 args.append(f"idle_over=pd.Timedelta({str(pd.Timedelta(value))!r})")
             else:
@@ -181,9 +226,9 @@ class SessionFilter:
                 from_clause = from_clause.join(
                     hold, sa.and_(joined, hold.c.license_type_id.in_(type_filter[product_id]))
                 )
-        condition = user_condition(self.user)
-        if condition is not None:
-            conditions.append(condition)
+        for condition in (user_condition(self.user), host_condition(self.host)):
+            if condition is not None:
+                conditions.append(condition)
         if self.idle_over is not None:
             try:
                 cutoff = clock.to_db(now - self.idle_over)
@@ -209,9 +254,16 @@ def _empty_timestamps(values: pd.Series) -> pd.Series:
 
 
 def _usage_select(
-    engine_or_conn: Engine | sa.Connection, catalog: Catalog, where: SessionFilter, now: datetime
+    engine_or_conn: Engine | sa.Connection,
+    catalog: Catalog,
+    where: SessionFilter,
+    now: datetime,
+    sort: Sequence[tuple[str, bool]] | None = None,
 ) -> sa.Select:
-    """The one SQL statement behind :func:`session_usage` (one LEFT JOIN per product)."""
+    """The one SQL statement behind :func:`session_usage` (one LEFT JOIN per product).
+
+    `sort`: (column, ascending) pairs, a column of :data:`SORT_KEYS` or a product name; the
+    default order (oldest last activity first) and the session id break ties."""
     # SQLite: fetch timestamps as their stored text and parse them vectorised in pandas
     as_text = is_sqlite(engine_or_conn)
 
@@ -228,11 +280,30 @@ def _usage_select(
         ts(s.c.last_activity).label("last_activity"),
         *(hold.c.license_type_id.label(f"p{i}") for i, hold in enumerate(holds)),
     ]
+    type_names = catalog.type_names()
+    product_columns = {
+        product: sa.case(type_names, value=hold.c.license_type_id)
+        for product, hold in zip(catalog.products, holds, strict=True)
+    }
+    _check_sort(sort, product_columns)
+    keys: dict[str, sa.ColumnElement] = {
+        "session_id": s.c.id,
+        "user": s.c.user_key,
+        "host": s.c.host,
+        "started_at": s.c.started_at,
+        "last_activity": s.c.last_activity,
+        "idle": s.c.last_activity,  # idle longest first = last activity oldest first
+        **product_columns,
+    }
+    order: list[sa.ColumnElement] = []
+    for key, ascending in sort or ():
+        up = not ascending if key == "idle" else ascending
+        order.append(keys[key].asc() if up else keys[key].desc())
     return (
         sa.select(*columns)
         .select_from(from_clause)
         .where(*conditions)
-        .order_by(s.c.last_activity, s.c.id)
+        .order_by(*order, s.c.last_activity, s.c.id)
     )
 
 
@@ -244,6 +315,7 @@ def session_usage(
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
+    host: str | None = None,
 ) -> pd.DataFrame:
     """The active sessions matching the filter, oldest last activity first.
 
@@ -254,12 +326,15 @@ def session_usage(
       several products must all match. Unknown names raise
       :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`.
     - `idle_over`: keep sessions whose last activity is at least this long ago.
+    - `host`: case-insensitive substring of the client host, the same way; blank = all.
 
     Columns: ``session_id``, ``user``, ``host``, ``started_at`` and ``last_activity`` (UTC),
     ``idle`` (Timedelta), then one column per product of the catalogue, named as the product,
     holding the license type held (missing when the session holds none of that product).
     """
-    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
+    where = SessionFilter.of(
+        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+    )
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)
@@ -470,24 +545,90 @@ def session_usage_page(
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
+    host: str | None = None,
     offset: int = 0,
     limit: int = 25,
+    sort: Sequence[tuple[str, bool]] | None = None,
 ) -> pd.DataFrame:
     """Rows `offset` to `offset + limit` of :func:`session_usage` with the same filter, in its
     order (oldest last activity first, then session id), sorted and cut by the database.
 
-    Same columns as :func:`session_usage`; a page past the end is empty.
+    `sort`: ``(column, ascending)`` pairs applied first, each column one of :data:`SORT_KEYS`
+    (``idle`` ascending = most recent activity first) or a product name (by license type
+    name); the default order breaks ties. Same columns as :func:`session_usage`; a page past
+    the end is empty.
     """
     for name, value in (("offset", offset), ("limit", limit)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
-    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
+    where = SessionFilter.of(
+        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+    )
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        query = _usage_select(conn, catalog, where, now)
-        rows = conn.execute(query.limit(limit).offset(offset)).all()
+        query = _usage_select(conn, catalog, where, now, sort)
+        # the page's ids first (the database sorts sessions, joining only what filters or
+        # sorts need), then their licenses: one LEFT JOIN per product for `limit` rows only
+        page = query.with_only_columns(sessions_t.c.id).limit(limit).offset(offset)
+        rows = conn.execute(query.where(sessions_t.c.id.in_(page.scalar_subquery()))).all()
     return usage_frame(rows, catalog, now)
+
+
+@store_operation
+def session_usage_ids(
+    engine: Engine,
+    where: SessionFilter | None = None,
+    *,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+    host: str | None = None,
+) -> list[int]:
+    """The session ids of :func:`session_usage` with the same filter, in its order: what
+    "select all matching" acts on (ids only, read by the database)."""
+    where = SessionFilter.of(
+        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+    )
+    now = clock.now()
+    with engine.connect() as conn:
+        query = _usage_select(conn, read_catalog(conn), where, now)
+        return [int(i) for i in conn.execute(query.with_only_columns(sessions_t.c.id)).scalars()]
+
+
+def iter_session_usage(
+    engine: Engine,
+    where: SessionFilter | None = None,
+    *,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+    host: str | None = None,
+    batch_size: int = 10_000,
+) -> Iterator[pd.DataFrame]:
+    """:func:`session_usage` in DataFrames of at most `batch_size` rows, read from one
+    streaming cursor: an export of a million sessions never holds them all."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    where = SessionFilter.of(
+        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+    )
+    now = clock.now()
+    try:
+        with engine.connect() as conn:
+            catalog = read_catalog(conn)
+            query = _usage_select(conn, catalog, where, now)
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+                query
+            )
+            empty = True
+            for rows in result.partitions(batch_size):
+                empty = False
+                yield usage_frame(rows, catalog, now)
+            if empty:
+                yield usage_frame([], catalog, now)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        raise StoreUnavailable(describe_db_error(error)) from error
 
 
 @store_operation
@@ -498,10 +639,13 @@ def session_usage_counts(
     user: str | None = None,
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
+    host: str | None = None,
 ) -> tuple[int, int]:
     """(sessions, distinct users) of :func:`session_usage` with the same filter, counted by
     the database (no rows fetched)."""
-    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
+    where = SessionFilter.of(
+        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+    )
     now = clock.now()
     s = sessions_t
     with engine.connect() as conn:

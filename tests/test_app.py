@@ -101,17 +101,27 @@ def test_run_with_user_and_license_type(sqlite_engine, ids, notes):
     run_coroutine(tab.options._run())
     assert users_in(tab) == ["alice.named"]
     table = tab.results.table.value
-    assert list(table.columns) == ["User", "Host", "Started", "Last Activity", "Idle", CM, RO]
+    assert list(table.columns) == [
+        "ID",
+        "User",
+        "Host",
+        "Started",
+        "Last Activity",
+        "Idle",
+        CM,
+        RO,
+    ]
+    assert table.loc[ids["alice.named"], "ID"] == ids["alice.named"]
     assert table.loc[ids["alice.named"], CM] == catalog.NAMED_USER
     assert table.loc[ids["alice.named"], RO] == ""
-    assert tab.results.summary.object == "1 sessions of 1 distinct users"
-    assert tab.results.table.pagination == "remote"
+    assert tab.results.summary.value == "1 session of 1 distinct user"
+    assert tab.results.table.pagination is None  # the database pages
     assert notes.errors() == []
 
 
 def test_idle_filter(sqlite_engine, ids, notes, frozen):
     tab = make_tab(sqlite_engine, notes)
-    tab.options.idle_select.value = "4 h"  # logins 65 min apart, the last 65 min ago
+    tab.options.idle_select.value = "4h"  # logins 65 min apart, the last 65 min ago
     tab.explorer.run()
     assert users_in(tab) == ["alice.floating", "alice.named", "bob.o'brien"]
 
@@ -177,12 +187,16 @@ def test_logout_button_needs_selection_and_admin(sqlite_engine, ids, notes):
 
 def test_select_all_matching_spans_pages(sqlite_engine, ids, notes, monkeypatch):
     tab = make_tab(sqlite_engine, notes)
-    tab.results.table.page_size = 2
+    tab.explorer.page_size = 2
     tab.explorer.run()
     assert tab.results.select_all_button.label == "Select all 6 matching"
     tab.results.select_all_button.clicks += 1
-    assert sorted(tab.explorer.selected_ids) == sorted(ids.values())
-    assert tab.results.selection_text.object == "**All 6 matching sessions selected**"
+    assert tab.explorer.all_matching
+    assert tab.explorer.selection_ids() == sorted(ids.values())  # listed by the database
+    assert tab.results.table.selection == [0, 1]
+    assert tab.results.selection_text.value == "<b>All 6 matching sessions selected</b>"
+    tab.results.next_button.clicks += 1
+    assert tab.results.table.selection == [0, 1]  # ticked on every page
     tab.results.clear_button.clicks += 1
     assert tab.explorer.selected_ids == []
     assert tab.results.logout_button.disabled
@@ -196,8 +210,9 @@ def test_logout_dialog_then_logout(sqlite_engine, ids, notes):
     tab.results.logout_button.clicks += 1
     dialog = tab.dialog
     assert dialog.modal.open
-    text = dialog.message.object
-    assert "Log out 2 sessions of 2 users (bob.o'brien, erin.smith)?" in text
+    text = dialog.message.value
+    assert "Log out 2 sessions of 2 users (bob.o&#x27;brien, erin.smith)?" in text
+    assert f"<td>{ids['erin.smith']}</td>" in text  # few sessions: listed with their ids
     assert f"{CM} · {catalog.CONCURRENT_USER}: 2" in text
     dialog.logout_button.clicks += 1
     assert not dialog.modal.open
@@ -253,21 +268,32 @@ def test_viewer_forced_logout_is_refused_and_audited(sqlite_engine, ids, notes):
     assert list(audit["action"]) == ["logout_refused"]
 
 
-def test_csv_holds_the_whole_result(sqlite_engine, ids, notes):
+def test_csv_holds_the_whole_result_as_the_cli_writes_it(sqlite_engine, sqlite_url, ids, notes):
+    from click.testing import CliRunner
+
+    from licusage.cli import main
+
     tab = make_tab(sqlite_engine, notes)
-    tab.results.table.page_size = 2
+    tab.explorer.page_size = 2
+    tab.options.user_input.value = "a"
     tab.explorer.run()
-    frame = pd.read_csv(io.StringIO(tab.results._csv().read()))
-    assert len(frame) == len(ids)
+    text = tab.results._csv().read()
+    frame = pd.read_csv(io.StringIO(text))
+    assert len(frame) == tab.explorer.total > 2
     assert list(frame.columns[:6]) == [
-        "Session",
-        "User",
-        "Host",
-        "Started",
-        "Last Activity",
-        "Idle",
+        "session_id",
+        "user",
+        "host",
+        "started_at",
+        "last_activity",
+        "idle",
     ]
-    assert frame.loc[frame["User"] == ME, "Idle"].item() == "1h 05m"
+    assert frame.loc[frame["user"] == ME, "idle"].item() == 65 * 60
+    cli = CliRunner().invoke(
+        main, ["sessions", "--db", sqlite_url, "--user", "a", "--format", "csv"]
+    )
+    assert cli.exit_code == 0
+    assert text == cli.stdout  # the same file
 
 
 def test_unreachable_database_then_recovery(tmp_path, sqlite_url, frozen, notes):
@@ -343,23 +369,66 @@ def test_demo_fills_only_an_empty_store(sqlite_url):
         engine.dispose()
 
 
-def test_run_shows_the_first_page_then_all_rows(sqlite_engine, ids, notes):
+def test_pages_and_sorts_are_read_by_the_database(sqlite_engine, ids, notes):
     tab = make_tab(sqlite_engine, notes)
     ex = tab.explorer
-    assert ex._finish_run(ex._read_first(2))  # what run_async shows first
-    assert len(tab.results.table.value) == 2
-    assert not ex.complete
-    assert tab.results.summary.object == "6 sessions of 6 distinct users"
-    assert tab.results.select_all_button.label == "Select all 6 matching"
-    first = list(tab.results.table.value.index)
-    ex.select(first[:1])
-    assert len(ex.whole_result()) == 6  # the rest arrives; the tick stays
-    assert ex.complete
-    assert list(tab.results.table.value.index[:2]) == first
-    assert ex.selected_ids == first[:1]
-    assert tab.results.table.selection == [0]
-    assert ex.select_all_matching() == 6
-    run_coroutine(ex.run_async(first_rows=2))
-    assert ex.complete
-    assert len(tab.results.table.value) == 6
+    ex.page_size = 2
+    assert ex.run()
+    everyone = list(queries.session_usage(sqlite_engine)["session_id"])
+    assert tab.results.page_text.value.startswith("Page 1 of 3")
+    assert tab.results.previous_button.disabled
+    seen = []
+    for _ in range(3):
+        seen += list(tab.results.table.value.index)
+        tab.results.next_button.clicks += 1
+    assert seen == everyone
+    assert ex.page == 3
+    assert tab.results.next_button.disabled
+    # a tick on page 3, another on page 1: both stay selected
+    tab.results.table.selection = [0]
+    ex.go_to_page(1)
+    tab.results.table.selection = [1]
+    assert sorted(ex.selected_ids) == sorted([everyone[4], everyone[1]])
+    # a click on the User header sorts the whole result, in the database
+    tab.results.table.sorters = [{"field": "User", "dir": "desc"}]
+    assert ex.page == 1
+    expected = sorted(ids, key=str.casefold, reverse=True)[:2]
+    assert list(tab.results.table.value["User"]) == expected
     assert notes.errors() == []
+
+
+def test_refresh_keeps_the_selection_and_shows_new_sessions(sqlite_engine, ids, notes, frozen):
+    tab = make_tab(sqlite_engine, notes)
+    ex = tab.explorer
+    assert ex.run()
+    tab.results.table.selection = [0, 2]
+    chosen = list(ex.selected_ids)
+    sessions.login(sqlite_engine, "zed", {RO: catalog.CONCURRENT_USER})
+    assert ex.refresh()
+    assert ex.total == len(ids) + 1
+    assert ex.selected_ids == chosen
+    assert sorted(tab.results.table.value.index[tab.results.table.selection]) == sorted(chosen)
+    assert tab.results.stamp.value.startswith("as of ")
+
+
+def test_empty_result_says_so(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.options.user_input.value = "nobody-by-that-name"
+    assert tab.explorer.run()
+    assert tab.results.summary.value == "No active sessions match"
+
+
+def test_url_parameters_round_trip(sqlite_engine, ids, notes):
+    ex = SessionExplorer(sqlite_engine, Identity(ME, ADMIN, signed_in=False), notify=notes)
+    assert ex.apply_query_params({"user": "smith", CM: "Concurrent User", "idle_over": "2h"})
+    assert ex.filters() == {
+        "user": "smith",
+        "license_types": {CM: ["Concurrent User"]},
+        "idle_over": timedelta(hours=2),
+        "host": None,
+    }
+    assert ex.query_params() == {"user": "smith", CM: "Concurrent User", "idle_over": "2h"}
+    assert not ex.apply_query_params({"idle_over": "5", CM: "Nope"})
+    assert ex.idle_over == ""
+    assert ex.license_types == {}
+    assert len([n for n in notes if n[0] == "warning"]) == 2

@@ -156,12 +156,13 @@ def test_create_app_has_the_audit_tab(sqlite_engine):
     from licusage.app.main import create_app
     from tests.helpers import require
 
-    template = create_app(sqlite_engine)
-    tabs = template.main[0]
+    page = create_app(sqlite_engine)
+    tabs = page.tabs
     names = list(getattr(tabs, "_names", []))
     require("Audit" in names, "create_app has no Audit tab yet")
-    audit = tabs[names.index("Audit")]
-    view = audit.object.__self__  # drawn lazily: the trail is read when the tab is opened
+    tabs.active = names.index("Audit")  # built when first shown
+    audit = page.lazy_tabs["Audit"].view.__panel__()
+    view = audit.object.__self__  # drawn lazily: the trail is read when the tab is drawn
     assert isinstance(view, AuditView)
     assert view.table.value.empty
     catalog.add_pool(sqlite_engine, CM, CONCURRENT_USER, 1)

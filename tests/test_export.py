@@ -106,7 +106,7 @@ def test_dashboard_csv_downloads_neutralise(hostile_store, notes):
     tab = make_tab(engine, notes)
     tab.explorer.run()
     rows = list(csv.DictReader(io.StringIO(tab.results._csv().read())))
-    assert sorted(r["User"] for r in rows) == sorted("'" + p for p in FORMULAS[1:5])
+    assert sorted(r["user"] for r in rows) == sorted("'" + p for p in FORMULAS[1:5])
     for row in rows:
         _assert_no_formula(list(row.values()))
     start = datetime.now(UTC).date() - timedelta(days=400)

@@ -17,6 +17,11 @@ NAMED, CONC = "Named User", "Concurrent User"
 @pytest.fixture
 def store(engine, frozen):
     """Seven active sessions of five users (two users log in twice) and one ended session."""
+    return fill(engine, frozen)
+
+
+def fill(engine, frozen):
+    """The sessions of the `store` fixture."""
     catalog.add_pool(engine, CM, NAMED, 5)
     catalog.add_pool(engine, CM, CONC, 9)
     catalog.add_pool(engine, RO, CONC, 9)
@@ -152,3 +157,77 @@ def test_the_notebook_line_of_a_filter_reproduces_it(store):
     again = eval(code, {"queries": queries, "engine": store, "pd": pd})
     pd.testing.assert_frame_equal(again, queries.session_usage(store, where))
     assert queries.SessionFilter(user="x" * 100).code(max_user=10).endswith("# 100 characters)")
+
+
+SORTS = [
+    [("user", True)],
+    [("user", False)],
+    [("session_id", False)],
+    [("started_at", True)],
+    [("idle", True)],
+    [(CM, True)],
+    [(RO, True), ("user", False)],
+]
+
+
+def _sorted_like_the_database(whole: pd.DataFrame, sort) -> pd.DataFrame:
+    """session_usage's frame sorted in pandas as session_usage_page sorts it in SQL."""
+    frame = whole.copy()
+    frame["_user"] = frame["user"].str.casefold()
+    keys, ascending = [], []
+    for key, up in sort:
+        column = {"user": "_user", "idle": "last_activity"}.get(key, key)
+        keys.append(column)
+        ascending.append(not up if key == "idle" else up)
+    keys += ["last_activity", "session_id"]
+    ascending += [True, True]
+    # SQLite puts NULL first in ascending order (a session without that product)
+    frame = frame.sort_values(keys, ascending=ascending, na_position="first", kind="stable")
+    return frame.drop(columns="_user").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("sort", SORTS, ids=str)
+@pytest.mark.parametrize("filters", FILTERS[:5])
+def test_sorted_pages_are_slices_of_the_sorted_result(sqlite_store, filters, sort):
+    whole = _sorted_like_the_database(queries.session_usage(sqlite_store, **filters), sort)
+    for limit in (2, 25):
+        pages = [
+            queries.session_usage_page(
+                sqlite_store, **filters, offset=offset, limit=limit, sort=sort
+            )
+            for offset in range(0, max(len(whole), 1), limit)
+        ]
+        joined = pd.concat(pages, ignore_index=True)
+        assert list(joined["session_id"]) == list(whole["session_id"])
+
+
+def test_host_filter_and_ids_and_batches(store):
+    sid = int(queries.session_usage(store, user="erin")["session_id"].item())
+    with store.begin() as conn:
+        conn.execute(
+            sessions_table().update().where(sessions_table().c.id == sid).values(host="WS-Erin%")
+        )
+    assert list(queries.session_usage(store, host="ws-erin%")["session_id"]) == [sid]
+    assert queries.session_usage_counts(store, host="erin") == (1, 1)
+    assert queries.session_usage(store, host="_").empty
+    assert queries.session_usage_ids(store) == list(queries.session_usage(store)["session_id"])
+    batches = list(queries.iter_session_usage(store, batch_size=3))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    pd.testing.assert_frame_equal(
+        pd.concat(batches, ignore_index=True).drop(columns="idle"),
+        queries.session_usage(store).drop(columns="idle"),
+    )
+    with pytest.raises(InvalidInput):
+        queries.session_usage_page(store, sort=[("password", True)])
+
+
+def sessions_table():
+    from licusage.models import sessions_t
+
+    return sessions_t
+
+
+@pytest.fixture
+def sqlite_store(sqlite_engine, frozen):
+    """The `store` sessions on SQLite only (NULL ordering differs on PostgreSQL)."""
+    return fill(sqlite_engine, frozen)

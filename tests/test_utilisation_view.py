@@ -130,11 +130,15 @@ def test_the_view_reads_once_drawn(store):
 
 
 def test_the_dashboard_has_a_utilisation_tab(store):
-    from licusage.app.main import create_app
+    from licusage.app.main import LazyTab, create_app
 
-    template = create_app(store)
-    tabs = template.main[0]
+    page = create_app(store)
+    tabs = page.tabs
     assert "Utilisation" in tabs._names
-    shown = tabs[tabs._names.index("Utilisation")]
+    lazy = page.lazy_tabs["Utilisation"]
+    assert isinstance(lazy, LazyTab)
+    assert lazy.view is None
+    tabs.active = tabs._names.index("Utilisation")
+    shown = lazy.view.__panel__()
     headings = [o.object for o in shown.objects if isinstance(o, pn.pane.Markdown)]
     assert "### Seats in use against seats owned" in headings

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import timedelta, tzinfo
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import pandas as pd
 import param
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from .. import actions, catalog, queries
+from .. import actions, catalog, clock, durations, queries
 from ..db import describe_db_error
 from ..errors import LicusageError, StoreUnavailable
 from . import format as fmt
@@ -29,15 +30,30 @@ from .identity import Identity, current_identity, signed_in_role
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IDLE_CHOICES: dict[str, timedelta | None] = {
-    "any": None,
-    "15 min": timedelta(minutes=15),
-    "1 h": timedelta(hours=1),
-    "4 h": timedelta(hours=4),
-    "1 day": timedelta(days=1),
-    "1 week": timedelta(weeks=1),
-}
+IDLE_CHOICES: dict[str, str] = {
+    "any": "",
+    "15 min": "15m",
+    "1 h": "1h",
+    "2 h": "2h",
+    "4 h": "4h",
+    "8 h": "8h",
+    "1 day": "1d",
+    "1 week": "7d",
+}  # label -> the duration text kept in ``SessionExplorer.idle_over`` and in the URL
 NEAR_FULL = 0.9  # share of seats in use from which a pool is shown as nearly full
+PAGE_SIZE = 25
+_OPENING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="licusage-open")
+FEW_SESSIONS = 10  # the confirmation lists the sessions up to this many, else counts them
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 session``, ``2 sessions`` (with thousands separators)."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
+def idle_delta(text: str) -> timedelta | None:
+    """The idle filter's duration text (``2h``; blank = any) as a timedelta."""
+    return durations.parse_duration(text) if text and text.strip() else None
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class LogoutPreview:
     users: tuple[str, ...]  # distinct users whose sessions end, sorted
     spared: tuple[int, ...]  # the actor's own sessions, left running
     licenses: pd.DataFrame  # product, license_type, count: what the logout gives back
+    sessions: pd.DataFrame | None = None  # session_id, user, host of the targets (when few)
 
     def text(self, max_users: int = 8) -> str:
         """The dialog's sentence, e.g. "Log out 2 sessions of 2 users (alice, bob)?"."""
@@ -55,30 +72,56 @@ class LogoutPreview:
         shown = ", ".join(users[:max_users])
         if len(users) > max_users:
             shown += f" and {len(users) - max_users:,} more"
-        noun = "session" if count == 1 else "sessions"
-        who = "user" if len(users) == 1 else "users"
-        return f"Log out {count:,} {noun} of {len(users):,} {who} ({shown})?"
+        return f"Log out {plural(count, 'session')} of {plural(len(users), 'user')} ({shown})?"
+
+
+@dataclass(frozen=True)
+class View:
+    """What the table shows: the filter of the last Run, its sort and page."""
+
+    filters: dict[str, Any]
+    sort: tuple[tuple[str, bool], ...] = ()
+    page: int = 1
+
+
+@dataclass
+class Reading:
+    """One read of the store for a :class:`View` (what :meth:`SessionExplorer._apply` shows)."""
+
+    view: View
+    page: pd.DataFrame
+    counts: tuple[int, int] | None  # None: being counted (see SessionExplorer.counting)
+    pools: pd.DataFrame | None
 
 
 class SessionExplorer(param.Parameterized):
-    """Filters over the active sessions, the current result, the selection and the logout."""
+    """Filters over the active sessions, one page of the result, the selection and the logout.
+
+    Only the shown page is held: paging, sorting, counting, "select all matching" and the
+    export each ask the database, so the memory a browser session holds does not grow with
+    the store.
+    """
 
     user = param.String(default="", doc="Substring of the user name; blank means all users.")
+    host = param.String(default="", doc="Substring of the client host; blank means all hosts.")
     license_types = param.Dict(
         default={}, doc="Product name -> license type names to keep; missing/empty means any."
     )
-    idle_over = param.Selector(  # type: ignore[var-annotated]
-        default="any", objects=list(IDLE_CHOICES), doc="Keep sessions idle at least this long."
+    idle_over = param.String(
+        default="", doc="Keep sessions idle at least this long (``2h``, ``45m``); blank = any."
     )
     products = param.List(default=[], doc="Product names of the store's catalogue, in order.")
     product_types = param.Dict(default={}, doc="Product name -> its license type names.")
     result = param.DataFrame(
-        default=None, allow_None=True, doc="The last Run's rows (see format.display_frame)."
+        default=None, allow_None=True, doc="The shown page's rows (see format.display_frame)."
     )
     pools = param.DataFrame(
         default=None, allow_None=True, doc="Seats per pool (licusage.queries.pool_usage)."
     )
-    selected_ids = param.List(default=[], doc="Session ids the next logout would end.")
+    sort = param.List(default=[], doc="(column, ascending) pairs of the table's order.")
+    page = param.Integer(default=1, bounds=(1, None), doc="The shown page, from 1.")
+    page_size = param.Integer(default=PAGE_SIZE, bounds=(1, 1000), doc="Rows per page.")
+    selected_ids = param.List(default=[], doc="Session ids ticked, on any page.")
     all_matching = param.Boolean(
         default=False, doc="True when the selection is every session of the current result."
     )
@@ -86,10 +129,10 @@ class SessionExplorer(param.Parameterized):
     last_error = param.String(default="", doc="The last failure shown to the user.")
     summary = param.String(default="", doc="Sessions and distinct users in the result.")
     total = param.Integer(default=0, doc="Sessions in the result (all pages).")
-    complete = param.Boolean(
-        default=True,
-        doc="False while `result` holds only the first page of a Run (the rest is being read).",
+    counting = param.Boolean(
+        default=False, doc="True while the shown page's result is being counted."
     )
+    as_of = param.Date(default=None, allow_None=True, doc="When the result was read (UTC).")
 
     def __init__(
         self,
@@ -105,8 +148,8 @@ class SessionExplorer(param.Parameterized):
         self._identity = identity
         self.zone = zone
         self._notify = notify
-        self._generation = 0  # which Run the result belongs to (a later Run supersedes)
-        self._ended: set[int] = set()  # logged out since the Run: kept out of its full rows
+        self.view: View | None = None  # the filter, sort and page of the result shown
+        self._generation = 0  # which read the result belongs to (a later read supersedes)
         self.load_catalog()
 
     # --- who acts ---------------------------------------------------------------------------
@@ -160,7 +203,15 @@ class SessionExplorer(param.Parameterized):
             self._report(what, error)
         return None
 
-    # --- reading ----------------------------------------------------------------------------
+    def set_zone(self, zone: tzinfo | None) -> None:
+        """Show times in `zone` (the browser's), the shown page included."""
+        self.zone = zone
+        if self._page_rows is not None:
+            self.result = fmt.display_frame(self._page_rows, self.products, zone)
+
+    _page_rows: pd.DataFrame | None = None  # the shown page as session_usage_page gave it
+
+    # --- the filter -------------------------------------------------------------------------
     def load_catalog(self) -> bool:
         """Read the products and their license types (the filter widgets follow them)."""
         cat = self._guard("Loading the catalogue", lambda: catalog.read_catalog(self.engine))
@@ -171,137 +222,304 @@ class SessionExplorer(param.Parameterized):
             self.param.update(products=list(cat.products), product_types=types)
         return True
 
-    def session_filter(self) -> queries.SessionFilter:
-        """The current filter, validated once (what the table, the counts and the code show)."""
-        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
-        return queries.SessionFilter(
-            user=self.user or None,
-            license_types=chosen or None,
-            idle_over=IDLE_CHOICES[self.idle_over],
-        )
-
     def filters(self) -> dict[str, Any]:
         """The current filter as keyword arguments of :func:`licusage.queries.session_usage`
-        (paste them into a notebook to reproduce the table)."""
-        return self.session_filter().kwargs()
+        (paste them into a notebook to reproduce the table). Raises
+        :class:`~licusage.errors.InvalidInput` for an idle duration that is not one."""
+        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
+        return {
+            "user": self.user or None,
+            "license_types": chosen or None,
+            "idle_over": idle_delta(self.idle_over),
+            "host": self.host or None,
+        }
+
+    def session_filter(self) -> queries.SessionFilter:
+        """The current filter, validated once (what the table, the counts and the code show)."""
+        return queries.SessionFilter(**self.filters())
 
     def filter_code(self, max_user: int = 60) -> str:
         """The current filter as a notebook call, e.g.
         ``queries.session_usage(engine, user='alice')`` (a very long user text is shortened)."""
-        return self.session_filter().code(max_user=max_user)
+        try:
+            where = self.session_filter()
+        except LicusageError:  # an idle text that is no duration: shown without it
+            where = queries.SessionFilter(**self.filters_without_idle())
+        return where.code(max_user=max_user)
 
-    def _read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        usage = queries.session_usage(self.engine, **self.filters())
-        return usage, queries.pool_usage(self.engine)
+    def filters_without_idle(self) -> dict[str, Any]:
+        """:meth:`filters` without the idle duration."""
+        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
+        return {
+            "user": self.user or None,
+            "license_types": chosen or None,
+            "host": self.host or None,
+        }
 
-    def _read_first(self, limit: int) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]]:
-        filters = self.filters()
-        # three independent reads, side by side (the drivers release the GIL while they wait)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            counts = pool.submit(queries.session_usage_counts, self.engine, **filters)
-            pools = pool.submit(queries.pool_usage, self.engine)
-            page = queries.session_usage_page(self.engine, **filters, offset=0, limit=limit)
-            return page, pools.result(), counts.result()
+    def query_params(self) -> dict[str, str]:
+        """The current filter as URL query parameters (``user``, ``host``, ``idle_over`` and
+        one per product with a type chosen, types joined by commas)."""
+        params: dict[str, str] = {}
+        if self.user:
+            params["user"] = self.user
+        for product in self.products:
+            types = self.license_types.get(product)
+            if types:
+                params[product] = ",".join(types)
+        if self.idle_over:
+            params["idle_over"] = self.idle_over
+        if self.host:
+            params["host"] = self.host
+        return params
 
-    def _apply(
-        self,
-        outcome: tuple[pd.DataFrame, pd.DataFrame] | None,
-        counts: tuple[int, int] | None = None,
-    ) -> bool:
-        """Show a Run's rows: all of them, or (with `counts`) its first page only."""
-        if outcome is None:
-            return False
-        usage, pools = outcome
-        display = fmt.display_frame(usage, self.products, self.zone)
-        sessions, users = counts or (len(display), usage["user"].nunique())
-        self._generation += 1
-        self._ended = set()
+    def apply_query_params(self, params: Mapping[str, str]) -> bool:
+        """Set the filter from URL query parameters (see :meth:`query_params`); parameters it
+        does not know are ignored, bad values notified and left out. True when all applied."""
+        ok = True
+        chosen: dict[str, list[str]] = {}
+        for product in self.products:
+            if params.get(product):
+                known = self.product_types.get(product, [])
+                wanted = [t.strip() for t in params[product].split(",") if t.strip()]
+                bad = [t for t in wanted if t not in known]
+                if bad:
+                    ok = False
+                    self.notify("warning", f"Unknown license type for {product}: {bad[0]!r}")
+                chosen[product] = [t for t in wanted if t in known]
+        idle = params.get("idle_over", "")
+        try:
+            idle_delta(idle)
+        except LicusageError as error:
+            ok = False
+            self.notify("warning", f"Idle over: {error}")
+            idle = ""
         self.param.update(
-            result=display,
-            total=sessions,
-            complete=counts is None,
-            pools=pools,
-            selected_ids=[],
-            all_matching=False,
-            summary=f"{sessions:,} sessions of {users:,} distinct users",
-            last_error="",
+            user=params.get("user", ""),
+            host=params.get("host", ""),
+            license_types={p: t for p, t in chosen.items() if t},
+            idle_over=idle.strip(),
         )
-        return True
+        return ok
 
-    def _apply_rest(self, generation: int, usage: pd.DataFrame) -> bool:
-        """Replace a Run's first page by all its rows (the selection and the count stay)."""
-        if generation != self._generation or self.complete:
-            return False  # a later Run (or a full read) came first
-        display = fmt.display_frame(usage, self.products, self.zone)
-        if self._ended:
-            display = display[~display.index.isin(sorted(self._ended))]
-        self.param.update(result=display, complete=True)
-        return True
-
-    def whole_result(self) -> pd.DataFrame | None:
-        """Every row of the current result, read now if only its first page is held."""
-        if not self.complete and self.result is not None:
-            generation = self._generation
-            usage = self._guard(
-                "Reading the sessions", lambda: queries.session_usage(self.engine, **self.filters())
+    # --- reading ----------------------------------------------------------------------------
+    def _read(self, view: View, counts: bool, pools: bool) -> Reading:
+        """Read `view`'s page (and, when asked, the counts and the seats) from the store."""
+        offset = (view.page - 1) * self.page_size
+        kwargs = view.filters
+        with ThreadPoolExecutor(max_workers=2) as workers:  # the drivers release the GIL
+            counted = (
+                workers.submit(queries.session_usage_counts, self.engine, **kwargs)
+                if counts
+                else None
             )
-            if usage is not None:
-                self._apply_rest(generation, usage)
-        return self.result
+            seats = workers.submit(queries.pool_usage, self.engine) if pools else None
+            page = queries.session_usage_page(
+                self.engine, **kwargs, offset=offset, limit=self.page_size, sort=list(view.sort)
+            )
+            total = counted.result() if counted is not None else None
+            return Reading(view, page, total, seats.result() if seats is not None else None)
+
+    _users = 0  # distinct users of the result
+
+    def _apply(self, reading: Reading, keep_selection: bool = False) -> bool:
+        """Show a read: the page, the counts, the seats, in one update."""
+        view = reading.view
+        display = fmt.display_frame(reading.page, self.products, self.zone)
+        same = self.view is not None and view.filters == self.view.filters
+        counting = reading.counts is None and not (same and not self.counting)
+        if reading.counts is not None:
+            sessions, users = reading.counts
+        elif counting:  # the page is shown before its counts
+            sessions, users = len(reading.page) + (view.page - 1) * self.page_size, 0
+        else:  # another page or order of the result counted already
+            sessions, users = self.total, self._users
+        pages = max(1, -(-sessions // self.page_size))
+        if (
+            view.page > pages and sessions and not counting
+        ):  # the result shrank under the shown page
+            return self._reload(replace(view, page=pages), keep_selection=keep_selection)
+        self.view = view
+        self._page_rows = reading.page
+        self._generation += 1
+        self._users = users
+        update: dict[str, Any] = {
+            "result": display,
+            "total": sessions,
+            "page": view.page,
+            "sort": [list(s) for s in view.sort],
+            "summary": "Counting the sessions…"
+            if counting
+            else f"{plural(sessions, 'session')} of {plural(users, 'distinct user')}",
+            "counting": counting,
+            "as_of": clock.to_utc(clock.now()),
+            "last_error": "",
+        }
+        if reading.pools is not None:
+            update["pools"] = reading.pools
+        if not keep_selection:
+            update.update(selected_ids=[], all_matching=False)
+        self.param.update(**update)
+        return True
+
+    def _reload(self, view: View, keep_selection: bool) -> bool:
+        reading = self._guard("Reading the sessions", lambda: self._read(view, True, False))
+        return reading is not None and self._apply(reading, keep_selection)
+
+    def _current_view(self, page: int = 1) -> View:
+        sort = tuple((str(k), bool(a)) for k, a in self.sort)
+        return View(self.filters(), sort, page)
+
+    def open(self) -> bool:
+        """The page opens: read the first page of the current filter now (it goes out with the
+        page itself); the counts and the seats are read meanwhile in a worker thread and shown
+        by :meth:`finish_open` once the page has loaded."""
+        if not self.products and not self.load_catalog():
+            return False
+        try:
+            view = self._current_view()
+        except LicusageError as error:
+            self._report("Run", error)
+            return False
+        self._opening = self._count_later(view)
+        reading = self._guard("Run", lambda: self._read(view, False, False))
+        return reading is not None and self._apply(reading)
+
+    _opening: Future | None = None
+
+    async def finish_open(self) -> bool:
+        """Show the counts and the seats :meth:`open` started to read."""
+        opening, self._opening = self._opening, None
+        if opening is None:
+            return False
+        return await self._show_counts(opening, self.view)
+
+    def _count_later(self, view: View) -> Future:
+        """Count `view`'s sessions and users and read the seats, in a worker thread."""
+        filters = view.filters
+        return _OPENING.submit(
+            lambda: (
+                queries.session_usage_counts(self.engine, **filters),
+                queries.pool_usage(self.engine),
+            )
+        )
+
+    async def _show_counts(self, future: Future, view: View | None) -> bool:
+        """Show the counts and seats `future` reads for `view`, unless another filter's result
+        was shown meanwhile."""
+        try:
+            counts, pools = await asyncio.wrap_future(future)
+        except Exception as error:
+            self.counting = False
+            self._report("Counting the sessions", error)
+            return False
+
+        def show() -> bool:
+            if view is None or self.view is None or self.view.filters != view.filters:
+                return False  # another filter's result came first
+            sessions, users = counts
+            self._users = users
+            self.param.update(
+                total=sessions,
+                pools=pools,
+                counting=False,
+                summary=f"{plural(sessions, 'session')} of {plural(users, 'distinct user')}",
+            )
+            self.param.trigger("result")  # the pager and the count line follow
+            return True
+
+        return await _in_document(show)
 
     def run(self) -> bool:
-        """Query the sessions and seats for the current filters; False (and a notification)
-        when that failed."""
+        """Query the first page, the counts and the seats for the current filters; False (and
+        a notification) when that failed. The selection stays when the filter is the one
+        shown (a Run that reads the same result again), else it clears."""
         if not self.products and not self.load_catalog():
             return False
         self.busy = True
         try:
-            return self._apply(self._guard("Run", self._read))
+            reading = self._guard("Run", lambda: self._read(self._current_view(), True, True))
+            return reading is not None and self._apply(reading, self._same_filter(reading.view))
         finally:
             self.busy = False
 
-    async def run_async(self, first_rows: int = 25) -> bool:
-        """:meth:`run` with the queries in a worker thread, so the page shows it is loading.
+    def _same_filter(self, view: View) -> bool:
+        return self.view is not None and view.filters == self.view.filters
 
-        The first `first_rows` rows and the exact counts are read (by the database) and shown
-        first; all rows follow, read in the background (:attr:`complete` turns True).
-        Each result is applied in one document update (a Bokeh next-tick callback, under the
-        document lock), so the table, the count line and the seats change together.
-        """
+    async def run_async(self, first_rows: int | None = None) -> bool:
+        """:meth:`run` with the queries in a worker thread, so the page shows it is loading;
+        the result is applied in one document update (the table, count line and seats change
+        together)."""
+        if first_rows is not None:
+            self.page_size = first_rows
         if not self.products and not self.load_catalog():
             return False
-        self.busy = True
-        filters = self.filters()
-        first: tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]] | Exception
         try:
-            first = await asyncio.to_thread(self._read_first, first_rows)
-        except Exception as error:
-            first = error
-        shown = await _in_document(lambda: self._finish_run(first))
-        if not shown or self.complete:
-            return shown
-        # the first page is shown: now the rest, for paging, sorting, selection and the CSV
+            view = self._current_view()
+        except LicusageError as error:
+            self._report("Run", error)
+            return False
+        counted = self._count_later(view)
+        keep = self._same_filter(view)
+        if not await self._read_async(view, counts=False, pools=False, what="Run", keep=keep):
+            return False
+        await self._show_counts(counted, view)
+        return True
+
+    async def _read_async(
+        self, view: View, *, counts: bool, pools: bool, what: str, keep: bool = False
+    ) -> bool:
+        self.busy = True
         generation = self._generation
         try:
-            usage = await asyncio.to_thread(queries.session_usage, self.engine, **filters)
+            reading: Reading | Exception = await asyncio.to_thread(self._read, view, counts, pools)
         except Exception as error:
-            self._report("Reading the sessions", error)
-            return shown
-        await _in_document(lambda: self._apply_rest(generation, usage))
-        return shown
+            reading = error
 
-    def _finish_run(
-        self, outcome: tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]] | Exception
-    ) -> bool:
-        try:
-            if isinstance(outcome, Exception):
-                self._report("Run", outcome)
-                return False
-            page, pools, counts = outcome
-            # a page holding every row is the complete result
-            return self._apply((page, pools), None if len(page) >= counts[0] else counts)
-        finally:
+        def show() -> bool:
             self.busy = False
+            if isinstance(reading, Exception):
+                self._report(what, reading)
+                return False
+            if generation != self._generation:
+                return False  # a read started later (a gauge click, a page) was shown first
+            return self._apply(reading, keep_selection=keep)
+
+        return await _in_document(show)
+
+    def go_to_page(self, page: int) -> bool:
+        """Show page `page` (from 1) of the current result, read by the database."""
+        if self.view is None:
+            return False
+        pages = max(1, -(-self.total // self.page_size))
+        view = replace(self.view, page=min(max(int(page), 1), pages))
+        reading = self._guard("Reading the page", lambda: self._read(view, False, False))
+        return reading is not None and self._apply(reading, keep_selection=True)
+
+    def sort_by(self, sort: Sequence[tuple[str, bool]]) -> bool:
+        """Sort the current result by `sort` ((column, ascending) pairs; see
+        :func:`licusage.queries.session_usage_page`) and show its first page."""
+        if self.view is None:
+            self.sort = [list(s) for s in sort]
+            return False
+        view = replace(self.view, sort=tuple((str(k), bool(a)) for k, a in sort), page=1)
+        reading = self._guard("Sorting", lambda: self._read(view, False, False))
+        return reading is not None and self._apply(reading, keep_selection=True)
+
+    def refresh(self) -> bool:
+        """Read the shown page, the counts and the seats again; the selection stays."""
+        view = self.view
+        if view is None:
+            return self.run()
+        reading = self._guard("Refreshing", lambda: self._read(view, True, True))
+        return reading is not None and self._apply(reading, keep_selection=True)
+
+    async def refresh_async(self) -> bool:
+        """:meth:`refresh` with the reads in a worker thread (the auto-refresh)."""
+        if self.view is None:
+            return False
+        return await self._read_async(
+            self.view, counts=True, pools=True, what="Refreshing", keep=True
+        )
 
     def refresh_pools(self) -> None:
         pools = self._guard("Reading seats", lambda: queries.pool_usage(self.engine))
@@ -317,25 +535,68 @@ class SessionExplorer(param.Parameterized):
 
     # --- selection --------------------------------------------------------------------------
     def select(self, session_ids: Sequence[int]) -> None:
-        """Select these sessions (ticked rows)."""
+        """Select exactly these sessions."""
         self.param.update(selected_ids=[int(i) for i in session_ids], all_matching=False)
 
+    def tick_page(self, session_ids: Sequence[int]) -> None:
+        """The ticks of the shown page are `session_ids`: ticks on other pages stay."""
+        shown = set() if self.result is None else {int(i) for i in self.result.index}
+        ticked = [int(i) for i in session_ids]
+        if self.all_matching and set(ticked) == shown:
+            return
+        kept = [] if self.all_matching else [i for i in self.selected_ids if i not in shown]
+        self.param.update(selected_ids=kept + ticked, all_matching=False)
+
     def select_all_matching(self) -> int:
-        """Select every session of the current result, on every page; returns how many."""
-        result = self.whole_result()
-        ids = [] if result is None else [int(i) for i in result.index]
-        self.param.update(selected_ids=ids, all_matching=bool(ids))
-        return len(ids)
+        """Select every session of the current result, on every page (the database lists them
+        when they are acted on); returns how many."""
+        count = self.total if self.view is not None else 0
+        self.param.update(selected_ids=[], all_matching=bool(count))
+        return count
+
+    @property
+    def selection_count(self) -> int:
+        """Sessions selected: all matching, or those ticked."""
+        return self.total if self.all_matching else len(self.selected_ids)
+
+    def selection_ids(self) -> list[int]:
+        """The ids the selection names (read from the database for "all matching")."""
+        if self.all_matching and self.view is not None:
+            return queries.session_usage_ids(self.engine, **self.view.filters)
+        return sorted({int(i) for i in self.selected_ids})
+
+    # --- export -----------------------------------------------------------------------------
+    def export_csv(self) -> IO[str] | None:
+        """The whole current result as CSV (the CLI's format), read from the database in
+        batches into a temporary file that spills to disk: memory stays bounded."""
+        if self.view is None:
+            return None
+        filters = self.view.filters
+
+        def write() -> IO[str]:
+            out = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+", newline="")  # noqa: SIM115 - the download reads and closes it
+            fmt.usage_csv(queries.iter_session_usage(self.engine, **filters), out)
+            out.seek(0)
+            return out
+
+        return self._guard("Exporting the sessions", write)
 
     # --- logging out ------------------------------------------------------------------------
     def preview_logout(self, session_ids: Sequence[int] | None = None) -> LogoutPreview | None:
         """What logging out the selection would do (None and a notification on failure)."""
-        ids = sorted({int(i) for i in (self.selected_ids if session_ids is None else session_ids)})
         me = self.identity.user
 
         def read() -> LogoutPreview:
+            ids = (
+                self.selection_ids()
+                if session_ids is None
+                else sorted({int(i) for i in session_ids})
+            )
             held = queries.session_licenses(self.engine, ids)
-            users_by_id = {} if self.result is None else self.result["User"].to_dict()
+            users_by_id: dict[int, str] = {}
+            stored = queries.sessions_by_id(self.engine, ids)
+            stored = stored[stored["ended_at"].isna()]
+            users_by_id = dict(zip(stored["session_id"].astype(int), stored["user"], strict=True))
             own = tuple(i for i in ids if users_by_id.get(i) == me)
             targets = tuple(i for i in ids if i not in set(own))
             held = held[~held["session_id"].isin(own)]
@@ -346,7 +607,10 @@ class SessionExplorer(param.Parameterized):
                 .reset_index()
             )
             users = tuple(sorted({str(users_by_id[i]) for i in targets if i in users_by_id}))
-            return LogoutPreview(targets, users, own, licenses)
+            listed = None
+            if len(targets) <= FEW_SESSIONS:
+                listed = stored[stored["session_id"].isin(targets)][["session_id", "user", "host"]]
+            return LogoutPreview(targets, users, own, licenses, listed)
 
         return self._guard("Preparing the logout", read)
 
@@ -354,46 +618,35 @@ class SessionExplorer(param.Parameterized):
         """Log the sessions out as the signed-in user, with the role read from the store now.
 
         A viewer is refused by :func:`licusage.actions.authorized_logout` (and audited). On
-        success the ended sessions leave the result and the seat counts are read again.
+        success the page, the counts and the seats are read again and the selection clears.
         """
-        ids = sorted({int(i) for i in (self.selected_ids if session_ids is None else session_ids)})
         who = self.identity
         self.busy = True
         try:
             outcome = self._guard(
                 "Logout",
                 lambda: actions.authorized_logout(
-                    self.engine, ids, who.user, self.current_role(), origin=who.origin
+                    self.engine,
+                    self.selection_ids()
+                    if session_ids is None
+                    else sorted({int(i) for i in session_ids}),
+                    who.user,
+                    self.current_role(),
+                    origin=who.origin,
                 ),
             )
         finally:
             self.busy = False
         if outcome is None:
             return None
-        gone = set(outcome.logged_out) | set(outcome.already_ended) | set(outcome.unknown)
-        if self.result is not None:
-            kept = self.result[~self.result.index.isin(sorted(gone))]
-            if self.complete:
-                counts: tuple[int, int] | None = (len(kept), kept["User"].nunique())
-            else:  # only the first page is held: count again (the rest drops them on arrival)
-                self._ended |= gone
-                counts = self._guard(
-                    "Counting the sessions",
-                    lambda: queries.session_usage_counts(self.engine, **self.filters()),
-                )
-            summary = (
-                self.summary
-                if counts is None
-                else (f"{counts[0]:,} sessions of {counts[1]:,} distinct users")
-            )
-            self.param.update(
-                result=kept,
-                total=len(kept) if counts is None else counts[0],
-                selected_ids=[],
-                all_matching=False,
-                summary=summary,
-            )
-        self.refresh_pools()
+        self.param.update(selected_ids=[], all_matching=False)
+        view = self.view
+        if view is not None:
+            reading = self._guard("Reading the sessions", lambda: self._read(view, True, True))
+            if reading is not None:
+                self._apply(reading, keep_selection=True)
+        else:
+            self.refresh_pools()
         self.notify("success", logout_message(outcome))
         return outcome
 
@@ -420,12 +673,15 @@ async def _in_document(func: Callable[[], T]) -> T:
 def logout_message(result: actions.LogoutResult) -> str:
     """The notification after a logout, naming sessions already ended and those spared."""
     done = len(result.logged_out)
-    parts = [f"Logged out {done:,} session{'s' if done != 1 else ''}."]
+    parts = [f"Logged out {plural(done, 'session')}."]
     if result.already_ended:
         ids = ", ".join(str(i) for i in result.already_ended[:10])
         parts.append(f"{len(result.already_ended):,} had already ended ({ids}).")
     if result.spared:
-        parts.append(f"Your own {len(result.spared):,} session(s) were left running.")
+        own = len(result.spared)
+        parts.append(
+            f"Your own {plural(own, 'session')} {'was' if own == 1 else 'were'} left running."
+        )
     if result.unknown:
         parts.append(f"{len(result.unknown):,} no longer exist.")
     return " ".join(parts)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+import csv
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import IO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from .. import clock, durations
+from .. import clock, durations, export
 
 BASE_HEADERS = {
+    "session_id": "ID",
     "user": "User",
     "host": "Host",
     "started_at": "Started",
@@ -55,6 +59,13 @@ def _local_text(values: pd.Series, zone: tzinfo | None) -> pd.Series:
     return pd.Series(np.where(np.isnat(local), "", text), index=values.index, dtype=object)
 
 
+def local_time(at: datetime, zone: tzinfo | None) -> str:
+    """`at` (aware, or naive UTC) as ``HH:MM:SS`` in `zone` (default: the server's zone)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(viewer_zone(zone)).strftime("%H:%M:%S")
+
+
 def viewer_zone(zone: tzinfo | None) -> tzinfo:
     """`zone`, else the server's own."""
     if zone is not None:
@@ -77,11 +88,13 @@ def day_bounds(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, 
 def display_frame(usage: pd.DataFrame, products: list[str], zone: tzinfo | None) -> pd.DataFrame:
     """The results table's frame from :func:`licusage.queries.session_usage`'s.
 
-    Index ``Session`` (the session id); columns ``User``, ``Host``, ``Started``,
-    ``Last Activity`` (local time text that sorts), ``Idle`` (whole seconds), one per product.
+    Index ``Session`` (the session id); columns ``ID`` (the session id), ``User``, ``Host``,
+    ``Started``, ``Last Activity`` (local time text that sorts), ``Idle`` (whole seconds), one
+    per product.
     """
     frame = pd.DataFrame(
         {
+            "ID": usage["session_id"].astype("int64").to_numpy(),
             "User": usage["user"].astype(object).to_numpy(),
             "Host": usage["host"].fillna("").astype(object).to_numpy(),
             "Started": _local_text(usage["started_at"], zone).to_numpy(),
@@ -95,8 +108,29 @@ def display_frame(usage: pd.DataFrame, products: list[str], zone: tzinfo | None)
     return frame
 
 
-def export_frame(display: pd.DataFrame) -> pd.DataFrame:
-    """What the CSV download holds: the table's columns with Idle written as ``2h 05m``."""
-    out = display.copy()
-    out["Idle"] = [format_duration(float(s)) for s in out["Idle"]]
-    return out.reset_index()
+HEADER_KEYS = {header: key for key, header in BASE_HEADERS.items()}
+
+
+def sort_keys(sorters: list[dict[str, str]], products: list[str]) -> list[tuple[str, bool]]:
+    """Tabulator's header sorters (``{"field": "User", "dir": "asc"}``) as the (column,
+    ascending) pairs of :func:`licusage.queries.session_usage_page`; unknown fields are left
+    out."""
+    keys = []
+    for sorter in sorters:
+        field = str(sorter.get("field", ""))
+        key = HEADER_KEYS.get(field, field if field in products else None)
+        if key is not None:
+            keys.append((key, sorter.get("dir", "asc") != "desc"))
+    return keys
+
+
+def usage_csv(frames: Iterable[pd.DataFrame], out: IO[str]) -> None:
+    """Write :func:`licusage.queries.session_usage` frames to `out` by the rules of
+    :mod:`licusage.export`, as ``licusage sessions --format csv`` does (the same file)."""
+    writer = None
+    for frame in frames:
+        if writer is None:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow([export.neutralise(str(c)) for c in frame.columns])
+        for row in frame.itertuples(index=False):
+            writer.writerow([export.cell(value) for value in row])

@@ -6,19 +6,21 @@ import html
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
+import param
+from panel.custom import JSComponent
 from sqlalchemy.engine import Engine
 
 from .. import db
 from ..errors import StoreUnavailable
-from .audit import AuditView
 from .explorer import SessionExplorer
 from .format import local_zone
 from .identity import Identity, current_identity
-from .utilisation import UtilisationView
-from .views import LogoutDialog, OptionsView, ResultsView, SeatsView
+from .views import LogoutDialog, OptionsView, ResultsView, SeatsView, text
 
 log = logging.getLogger(__name__)
 TITLE = "Session License Usage"
@@ -63,22 +65,95 @@ class SessionsTab(pn.viewable.Viewer):
         return self._layout
 
 
-def _who(identity: Identity) -> pn.pane.HTML:
+class LazyTab(pn.viewable.Viewer):
+    """A tab whose view is built the first time the tab is shown (:meth:`shown`): a page
+    that opens on the Sessions tab builds, sends and draws nothing of the others."""
+
+    def __init__(self, build: Callable[[], pn.viewable.Viewer], **params: Any) -> None:
+        super().__init__(**params)
+        self._build = build
+        self.view: pn.viewable.Viewer | None = None
+        self._holder = pn.Column(sizing_mode="stretch_width")
+
+    def shown(self) -> pn.viewable.Viewer:
+        """Build the view (once) and put it in the tab."""
+        if self.view is None:
+            self.view = self._build()
+            self._holder.objects = [self.view]
+        return self.view
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._holder
+
+
+class HistoryListener(JSComponent):
+    """Tells the server when the browser's Back/Forward changed the page's query string (the
+    filter in the URL): ``search`` follows ``window.location.search`` on ``popstate``."""
+
+    search = param.String(default="", doc="The query string after Back/Forward.")
+
+    _esm = """
+    export function render({ model }) {
+      const listener = () => { model.search = window.location.search }
+      window.addEventListener("popstate", listener)
+      model.on("remove", () => window.removeEventListener("popstate", listener))
+      return document.createElement("span")
+    }
+    """
+
+
+def url_filter(args: dict[str, list[bytes]] | None) -> dict[str, str]:
+    """The page request's query arguments (``pn.state.session_args``) as text, first value."""
+    return {k: v[0].decode("utf-8", "replace") for k, v in (args or {}).items() if v}
+
+
+class UrlSync:
+    """The filter in the page's URL: read when the page opens, written (a new history entry)
+    by each Run the user asks for, read again on Back/Forward."""
+
+    def __init__(self, explorer: SessionExplorer) -> None:
+        self.explorer = explorer
+        self.listener = HistoryListener(visible=False)
+        self.listener.param.watch(self._went_back, "search")
+
+    def push(self) -> None:
+        """Put the current filter in the URL unless it is there already."""
+        location = pn.state.location
+        if location is None:
+            return
+        search = urlencode(self.explorer.query_params())
+        search = f"?{search}" if search else ""
+        if location.search != search:
+            location.search = search
+
+    async def _went_back(self, event: param.parameterized.Event) -> None:
+        params = dict(parse_qsl(str(event.new).lstrip("?")))
+        location = pn.state.location
+        if location is not None:
+            location.param.update(search=str(event.new))  # already the browser's URL
+        self.explorer.apply_query_params(params)
+        await self.explorer.run_async()
+
+
+def _who(identity: Identity) -> pn.widgets.StaticText:
     user = html.escape(identity.user)
-    text = f"{user} ({identity.role})"
+    who = f"{user} ({identity.role})"
     if identity.signed_in:
-        text += ' · <a href="./logout" style="color: inherit">Sign out</a>'
-    return pn.pane.HTML(f'<span class="licusage-who">{text}</span>', styles={"color": "white"})
+        who += ' · <a href="./logout" style="color: inherit">Sign out</a>'
+    return text(f'<span class="licusage-who">{who}</span>', styles={"color": "white"})
 
 
-def create_app(
-    engine: Engine | str | None = None, identity: Identity | None = None
-) -> pn.template.BaseTemplate:
-    """The dashboard page for one browser session.
+def create_app(engine: Engine | str | None = None, identity: Identity | None = None) -> pn.Column:
+    """The dashboard page for one browser session (a plain layout, no template: the page
+    loads only the bundles its widgets use).
 
     `engine`: an Engine, a store URL, or None for ``$LICUSAGE_DATABASE_URL`` / the embedded
     store. `identity`: who acts (tests); by default the signed-in user, or the local OS user as
     admin on loopback (see :mod:`licusage.app.identity`).
+
+    The page opens with the result of the filter in its URL (``?user=smith&idle_over=2h&Case+
+    Management=Concurrent+User``; none: every active session), read while the page is built
+    so that its first rows come with the page itself.
     """
     pn.extension("tabulator", "modal", notifications=True, browser_info=True)
     if not isinstance(engine, Engine):
@@ -87,24 +162,63 @@ def create_app(
     browser = pn.state.browser_info
     zone = local_zone(browser.timezone if browser is not None else None)
     explorer = SessionExplorer(engine, who, zone=zone)
+    explorer.apply_query_params(url_filter(pn.state.session_args))
+    if explorer.open():
+
+        async def counted() -> None:
+            await explorer.finish_open()
+
+        pn.state.onload(counted)
     sessions = SessionsTab(explorer)
-    tabs = pn.Tabs(("Sessions", sessions), dynamic=True, sizing_mode="stretch_width")
-    # --- more tabs: one line each, owned by the engineers of those views --------------------
-    utilisation = UtilisationView(engine, zone=zone)  # licusage.app.utilisation
-    utilisation.defer()  # read when the tab is first shown, not before the first Run
-    tabs.append(("Utilisation", utilisation))
-    tabs.append(("Audit", AuditView(engine)))  # licusage.app.audit
-    # --- end of more tabs ---------------------------------------------------------------------
+    urls = UrlSync(explorer)
+    sessions.options.on_run.append(urls.push)
+    sessions.seats.on_filter.append(urls.push)
+    # the other tabs are built when first shown: one line each, owned by the engineers of those
+    # views
+    lazy = {
+        "Utilisation": LazyTab(lambda: _utilisation(engine, explorer)),
+        "Audit": LazyTab(lambda: _audit(engine, explorer)),
+    }
+    tabs = pn.Tabs(("Sessions", sessions), *lazy.items(), dynamic=True, sizing_mode="stretch_width")
+    by_position = dict(enumerate([None, *lazy.values()]))
 
     def tab_shown(event: Any) -> None:
-        if tabs._names[event.new] == "Utilisation":
-            utilisation.shown()
+        tab = by_position.get(event.new)
+        if tab is not None:
+            tab.shown()
 
     tabs.param.watch(tab_shown, "active")
-    template = pn.template.BootstrapTemplate(
-        title=TITLE, header=[pn.HSpacer(), _who(who)], main=[tabs]
+    header = pn.Row(
+        text(f"<h1 style='margin: 0; font-size: 1.5rem; color: white'>{TITLE}</h1>"),
+        pn.HSpacer(),
+        _who(who),
+        styles={"background": "#0072b5", "padding": "8px 16px"},
+        sizing_mode="stretch_width",
+        margin=0,
     )
-    template.explorer = explorer  # type: ignore[attr-defined]  # for tests and notebooks
+    page = pn.Column(
+        header,
+        pn.Column(tabs, urls.listener, sizing_mode="stretch_width", margin=(0, 10)),
+        sizing_mode="stretch_width",
+        margin=0,
+    )
+    page.explorer = explorer  # type: ignore[attr-defined]  # for tests and notebooks
+    page.tabs = tabs  # type: ignore[attr-defined]
+    page.lazy_tabs = lazy  # type: ignore[attr-defined]
+    if pn.state.curdoc is not None:
+        pn.state.curdoc.title = TITLE
     if browser is not None:
-        browser.param.watch(lambda e: setattr(explorer, "zone", local_zone(e.new)), "timezone")
-    return template
+        browser.param.watch(lambda e: explorer.set_zone(local_zone(e.new)), "timezone")
+    return page
+
+
+def _utilisation(engine: Engine, explorer: SessionExplorer) -> pn.viewable.Viewer:
+    from .utilisation import UtilisationView  # holoviews: imported when first needed
+
+    return UtilisationView(engine, zone=explorer.zone)
+
+
+def _audit(engine: Engine, explorer: SessionExplorer) -> pn.viewable.Viewer:
+    from .audit import AuditView
+
+    return AuditView(engine, zone=explorer.zone)

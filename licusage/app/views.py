@@ -7,7 +7,8 @@ views hold widgets only, the explorer holds the state and talks to the store.
 from __future__ import annotations
 
 import html
-import io
+from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -17,16 +18,18 @@ import param
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
-from .. import export
 from ..actions import ADMIN
 from . import format as fmt
-from .explorer import IDLE_CHOICES, NEAR_FULL, LogoutPreview, SessionExplorer
+from .explorer import IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, LogoutPreview, SessionExplorer, plural
 
-PAGE_SIZE = 25
+REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
+EMPTY = "No active sessions match"
+# a text input that reads as editable: white, with a visible border, placeholder in grey
+INPUT_CSS = [":host input { background-color: white; border-color: #adb5bd; }"]
 
 
 class OptionsView(Viewer):
-    """The filters: ``User``, one multi-select per product, ``Idle over`` and ``Run``."""
+    """The filters: ``User``, ``Host``, one multi-select per product, ``Idle over``, ``Run``."""
 
     explorer = param.ClassSelector(class_=SessionExplorer, doc="The state the options edit.")
 
@@ -35,37 +38,53 @@ class OptionsView(Viewer):
         self._ex: SessionExplorer = params["explorer"]
         ex = self._ex
         self.user_input = pn.widgets.TextInput(
-            label="User", placeholder="all users", value=ex.user, width=220
+            label="User",
+            placeholder="all users",
+            value=ex.user,
+            width=200,
+            stylesheets=INPUT_CSS,
+        )
+        self.host_input = pn.widgets.TextInput(
+            label="Host", placeholder="all hosts", value=ex.host, width=150, stylesheets=INPUT_CSS
         )
         self.idle_select = pn.widgets.Select(
-            label="Idle over", options=list(IDLE_CHOICES), value=ex.idle_over, width=120
+            label="Idle over", options=dict(IDLE_CHOICES), value=ex.idle_over, width=110
         )
-        self.run_button = pn.widgets.Button(label="Run", color="primary", width=100)
+        self.run_button = pn.widgets.Button(label="Run", color="primary", width=90)
         self.product_inputs: dict[str, pn.widgets.MultiChoice] = {}
         self._syncing = False
-        self.user_input.param.watch(self._user_changed, ["value", "value_input"])
-        self.idle_select.param.watch(lambda e: setattr(ex, "idle_over", e.new), "value")
+        self.user_input.param.watch(partial(self._text_changed, "user"), ["value", "value_input"])
+        self.host_input.param.watch(partial(self._text_changed, "host"), ["value", "value_input"])
+        self.idle_select.param.watch(self._idle_changed, "value")
         self.run_button.on_click(self._run)
-        # the loading indicator is on Run: toggling the table's own `loading` while its data
-        # changes can leave Tabulator without rows
+        self.on_run: list[Callable[[], None]] = []  # called after a Run the user asked for
         ex.param.watch(lambda e: setattr(self.run_button, "loading", e.new), "busy")
         ex.param.watch(self._build_products, ["products", "product_types"])
-        ex.param.watch(self._show_filters, ["license_types", "user", "idle_over"])
-        self.code = pn.pane.HTML("", css_classes=["licusage-filter"], margin=(0, 10))
-        ex.param.watch(self._show_code, ["user", "license_types", "idle_over", "products"])
+        ex.param.watch(self._show_filters, ["license_types", "user", "host", "idle_over"])
+        self.code = text(css_classes=["licusage-filter"], margin=(0, 10))
+        ex.param.watch(self._show_code, ["user", "host", "license_types", "idle_over", "products"])
         self._show_code()
         self._layout = pn.FlexBox(sizing_mode="stretch_width", align_items="flex-end")
         self._build_products()
+        self._show_filters()
         self._panel = pn.Column(self._layout, self.code, sizing_mode="stretch_width")
 
     def _show_code(self, *_: Any) -> None:
-        """Echo the filter the server holds, as the notebook call that gives the same rows."""
+        """Echo the filter the server holds, as the notebook call that gives the same rows,
+        behind a small "Use in a notebook" disclosure."""
         code = html.escape(self._ex.filter_code())
-        self.code.object = f'<code title="The same rows in a notebook">{code}</code>'
+        self.code.value = (
+            '<details><summary style="font-size: 12px; color: #555">Use in a notebook</summary>'
+            f'<code title="The same rows in a notebook">{code}</code></details>'
+        )
 
-    def _user_changed(self, event: param.parameterized.Event) -> None:
+    def _text_changed(self, name: str, event: param.parameterized.Event) -> None:
         if not self._syncing:
-            self._ex.user = event.new or ""
+            setattr(self._ex, name, event.new or "")
+
+    def _idle_changed(self, event: param.parameterized.Event) -> None:
+        if not self._syncing:
+            self._ex.idle_over = event.new or ""
 
     def _types_changed(self, product: str, values: list[str]) -> None:
         if self._syncing:
@@ -83,19 +102,20 @@ class OptionsView(Viewer):
                 options=list(ex.product_types.get(product, [])),
                 value=list(ex.license_types.get(product, [])),
                 placeholder="all types",
-                width=200,
+                width=190,
             )
             widget.param.watch(lambda e, p=product: self._types_changed(p, e.new), "value")
             self.product_inputs[product] = widget
         self._layout.objects = [
             self.user_input,
             *self.product_inputs.values(),
+            self.host_input,
             self.idle_select,
             self.run_button,
         ]
 
     def _show_filters(self, *_: Any) -> None:
-        """Reflect filters changed elsewhere (e.g. a click on a seat gauge) in the widgets."""
+        """Reflect filters changed elsewhere (a seat gauge, the URL) in the widgets."""
         ex = self._ex
         self._syncing = True
         try:
@@ -103,14 +123,22 @@ class OptionsView(Viewer):
                 wanted = list(ex.license_types.get(product, []))
                 if list(widget.value) != wanted:
                     widget.value = wanted
-            if self.user_input.value_input != ex.user and self.user_input.value != ex.user:
-                self.user_input.value = ex.user
+            for text_input, text in ((self.user_input, ex.user), (self.host_input, ex.host)):
+                if text_input.value_input != text and text_input.value != text:
+                    text_input.value = text
+            options = dict(IDLE_CHOICES)
+            if ex.idle_over not in options.values():  # a duration from the URL, e.g. 90m
+                options[ex.idle_over] = ex.idle_over
+            if options != self.idle_select.options:
+                self.idle_select.options = options
             self.idle_select.value = ex.idle_over
         finally:
             self._syncing = False
 
     async def _run(self, _event: Any = None) -> None:
-        await self._ex.run_async(first_rows=PAGE_SIZE)
+        if await self._ex.run_async():
+            for callback in self.on_run:
+                callback()
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._panel
@@ -126,6 +154,8 @@ class SeatsView(Viewer):
         self._ex: SessionExplorer = params["explorer"]
         self._cards = pn.FlexBox(sizing_mode="stretch_width")
         self.buttons: dict[tuple[str, str], pn.widgets.Button] = {}
+        self._gauges: dict[tuple[str, str], tuple[pn.indicators.Progress, Any]] = {}
+        self.on_filter: list[Callable[[], None]] = []  # called after a click filtered the table
         self._ex.param.watch(self._build, "pools")
         self._build()
 
@@ -138,60 +168,79 @@ class SeatsView(Viewer):
         return "warning" if share >= 0.75 else "success"
 
     def _filter(self, product: str, license_type: str, _event: Any = None) -> None:
-        self._ex.filter_pool(product, license_type)
+        if self._ex.filter_pool(product, license_type):
+            for callback in self.on_filter:
+                callback()
 
     def _build(self, *_: Any) -> None:
+        """Draw one card per pool; when the pools are those drawn, update the cards in place
+        (a click on a gauge is never lost to a card being replaced)."""
         pools = self._ex.pools
-        cards, self.buttons = [], {}
-        if pools is not None:
-            for pool in pools.to_dict("records"):
-                product, license_type = str(pool["product"]), str(pool["license_type"])
-                in_use, known = int(pool["in_use"]), not pd.isna(pool["seats"])
-                seats = int(pool["seats"]) if known else 0
-                denied = int(pool["denials_today"])
-                level = self.level(in_use, seats) if known else "secondary"
-                button = pn.widgets.Button(
-                    label=f"{product} · {license_type}",
-                    color="light",
-                    sizing_mode="stretch_width",
-                    stylesheets=[":host .bk-btn { font-size: 12px; text-align: left; }"],
-                    description="Show the sessions holding this license",
-                )
-                button.on_click(partial(self._filter, product, license_type))
-                self.buttons[(product, license_type)] = button
-                denials = f" · {denied} denied today" if denied else ""
-                reserved = int(pool.get("reserved", 0))
-                if reserved:
-                    denials = f" ({reserved} reserved){denials}"
-                of_seats = f"/ {seats} seats in use" if known else "in use · seats unknown"
-                cards.append(
-                    pn.Column(
-                        button,
-                        pn.indicators.Progress(
-                            value=min(in_use, seats) if known else 0,
-                            max=max(seats, 1),
-                            bar_color=level,
-                            sizing_mode="stretch_width",
-                            height=12,
-                        ),
-                        pn.pane.HTML(
-                            f"<b>{in_use}</b> {of_seats}{denials}",
-                            css_classes=[f"seats-{level}"],
-                            margin=(0, 10),
-                        ),
-                        width=260,
-                        styles={"border": "1px solid #ddd", "border-radius": "6px"},
-                        margin=4,
-                    )
-                )
-        self._cards.objects = cards
+        records = [] if pools is None else pools.to_dict("records")
+        keys = [(str(p["product"]), str(p["license_type"])) for p in records]
+        if keys != list(self.buttons):
+            self.buttons, self._gauges = {}, {}
+            self._cards.objects = [self._card(*key) for key in keys]
+        for key, pool in zip(keys, records, strict=True):
+            in_use, known = int(pool["in_use"]), not pd.isna(pool["seats"])
+            seats = int(pool["seats"]) if known else 0
+            denied = int(pool["denials_today"])
+            level = self.level(in_use, seats) if known else "secondary"
+            bar, line = self._gauges[key]
+            bar.param.update(max=max(seats, 1), bar_color=level)
+            bar.value = min(in_use, seats) if known else 0
+            denials = f" · {denied:,} denied today" if denied else ""
+            reserved = int(pool.get("reserved", 0))
+            if reserved:
+                denials = f" ({reserved:,} reserved){denials}"
+            of_seats = f"/ {seats:,} seats in use" if known else "in use · seats unknown"
+            line.param.update(
+                value=f"<b>{in_use:,}</b> {of_seats}{denials}",
+                css_classes=[f"seats-{level}"],
+            )
+
+    def _card(self, product: str, license_type: str) -> pn.Column:
+        button = pn.widgets.Button(
+            label=f"{product} · {license_type}",
+            color="light",
+            sizing_mode="stretch_width",
+            stylesheets=[":host .bk-btn { font-size: 12px; text-align: left; }"],
+            description="Show the sessions holding this license",
+        )
+        button.on_click(partial(self._filter, product, license_type))
+        self.buttons[(product, license_type)] = button
+        bar = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", height=12)
+        line = text(margin=(0, 10))
+        self._gauges[(product, license_type)] = (bar, line)
+        return pn.Column(
+            button,
+            bar,
+            line,
+            width=250,
+            styles={"border": "1px solid #ddd", "border-radius": "6px"},
+            margin=4,
+        )
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._cards
 
 
+def text(value: str = "", **params: Any) -> pn.widgets.StaticText:
+    """A line of HTML (built by this module, stored text escaped): a plain Bokeh ``Div``, so
+    the page needs no Markdown renderer nor MathJax bundle."""
+    return pn.widgets.StaticText(value=value, **params)
+
+
+def _plain(value: object) -> str:
+    """Stored text shown as text: escaped, so it cannot add markup."""
+    return html.escape(str(value))
+
+
 class LogoutDialog(Viewer):
-    """The confirmation: how many sessions of which users, the licenses freed, Logout/Cancel."""
+    """The confirmation: the sessions (or how many), the licenses freed, Logout/Cancel.
+
+    Escape, the close button and a click beside the dialog cancel it.
+    """
 
     explorer = param.ClassSelector(class_=SessionExplorer, doc="The state whose selection ends.")
 
@@ -199,14 +248,14 @@ class LogoutDialog(Viewer):
         super().__init__(**params)
         self._ex: SessionExplorer = params["explorer"]
         self.preview: LogoutPreview | None = None
-        self.message = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.message = text(sizing_mode="stretch_width")
         self.logout_button = pn.widgets.Button(label="Logout", color="danger", width=110)
         self.cancel_button = pn.widgets.Button(label="Cancel", width=110)
         self.logout_button.on_click(self._logout)
         self.cancel_button.on_click(lambda _e: self.close())
         self.modal = pn.Modal(
             pn.Column(
-                pn.pane.Markdown("### Logout Session"),
+                text("<h3>Logout Session</h3>"),
                 self.message,
                 pn.Row(self.logout_button, self.cancel_button),
                 width=480,
@@ -218,20 +267,34 @@ class LogoutDialog(Viewer):
     def open(self, preview: LogoutPreview) -> None:
         """Show the dialog for `preview`."""
         self.preview = preview
-        lines = [preview.text()]
+        # names come from the store: shown as plain text, never as markup
+        parts = [_plain(preview.text())]
+        if preview.sessions is not None and len(preview.sessions):
+            rows = ["<tr><th>User</th><th>Host</th><th>ID</th></tr>"]
+            for session_id, user, host in preview.sessions.itertuples(index=False):
+                host_text = "" if host is None or host is pd.NA else str(host)
+                rows.append(
+                    f"<tr><td>{_plain(user)}</td><td>{_plain(host_text)}</td>"
+                    f"<td>{int(session_id)}</td></tr>"
+                )
+            parts.append('<table class="licusage-targets">' + "".join(rows) + "</table>")
         if preview.spared:
-            lines.append(f"Your own {len(preview.spared)} session(s) stay logged in.")
+            own = len(preview.spared)
+            parts.append(
+                f"Your own {plural(own, 'session')} {'stays' if own == 1 else 'stay'} logged in."
+            )
         if len(preview.licenses):
-            lines.append("This frees:")
-            lines += [
-                f"- {row.product} · {row.license_type}: {row.count}"
-                for row in preview.licenses.itertuples(index=False)
-            ]
+            parts.append(
+                "This frees:<ul>"
+                + "".join(
+                    f"<li>{_plain(row.product)} · {_plain(row.license_type)}: {row.count:,}</li>"
+                    for row in preview.licenses.itertuples(index=False)
+                )
+                + "</ul>"
+            )
         else:
-            lines.append("These sessions hold no licenses.")
-        # names come from the store: escaped, so a user name cannot inject markup
-        lines = [html.escape(line, quote=False) for line in lines]
-        self.message.object = "\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+            parts.append("These sessions hold no licenses.")
+        self.message.value = "".join(f"<p>{p}</p>" if not p.startswith("<") else p for p in parts)
         self.logout_button.disabled = not preview.session_ids
         self.modal.show()
 
@@ -251,7 +314,9 @@ class LogoutDialog(Viewer):
 
 
 class ResultsView(Viewer):
-    """The sessions table with selection, the count line, CSV download and Logout Session."""
+    """One page of sessions with selection, the pager, the count line, the "as of" stamp and
+    auto-refresh, CSV download and Logout Session. Paging and sorting (click a column header)
+    are done by the database."""
 
     explorer = param.ClassSelector(class_=SessionExplorer, doc="The state whose result it shows.")
     dialog = param.ClassSelector(class_=LogoutDialog, doc="The confirmation the logout opens.")
@@ -262,22 +327,32 @@ class ResultsView(Viewer):
         self._dialog: LogoutDialog = params["dialog"]
         ex = self._ex
         self.table = pn.widgets.Tabulator(
-            self._empty(),
-            pagination="remote",
-            page_size=PAGE_SIZE,
+            self._frame(),
+            pagination=None,
             selectable="checkbox",
             show_index=False,
             disabled=True,
             formatters={"Idle": HTMLTemplateFormatter(template=fmt.IDLE_TEMPLATE)},
             sizing_mode="stretch_width",
-            layout="fit_data_stretch",
-            height=760,
-            # one page is 25 rows: draw them all, rather than only those Tabulator's virtual
-            # renderer sees in its viewport (which can be none while the page is laid out)
-            configuration={"renderVertical": "basic"},
+            # every column as wide as its longest cell (nothing cut off); the table scrolls
+            # sideways inside itself when the window is narrower than its columns
+            layout="fit_data_fill",
+            min_width=300,
+            header_align="left",
+            configuration={
+                # one page is 25 rows: draw them all, rather than only those Tabulator's
+                # virtual renderer sees in its viewport (none while the page is laid out)
+                "renderVertical": "basic",
+                "placeholder": EMPTY,
+                "headerSortTristate": False,
+            },
         )
-        self.summary = pn.pane.Markdown("Press **Run** to list the active sessions.")
-        self.selection_text = pn.pane.Markdown("", margin=(5, 10))
+        self.summary = text(margin=(5, 10), css_classes=["licusage-count"])
+        self.stamp = text(margin=(5, 10), styles={"color": "#555"})
+        self.refresh_select = pn.widgets.Select(
+            label="Auto-refresh", options=REFRESH_CHOICES, value=0, width=100
+        )
+        self.selection_text = text(margin=(5, 10))
         self.select_all_button = pn.widgets.Button(label="Select all matching", disabled=True)
         self.clear_button = pn.widgets.Button(label="Clear selection", disabled=True)
         self.logout_button = pn.widgets.Button(
@@ -286,85 +361,136 @@ class ResultsView(Viewer):
         self.download = pn.widgets.FileDownload(
             callback=self._csv, filename="sessions.csv", label="Download CSV", disabled=True
         )
+        self.previous_button = pn.widgets.Button(label="\u2039 Previous", disabled=True, width=100)
+        self.next_button = pn.widgets.Button(label="Next \u203a", disabled=True, width=100)
+        self.page_text = text(margin=(5, 10))
         self.table.param.watch(self._selection_changed, "selection")
-        self.select_all_button.on_click(lambda _e: self._select_all())
+        self.table.param.watch(self._sorted, "sorters")
+        self.select_all_button.on_click(lambda _e: ex.select_all_matching())
         self.clear_button.on_click(lambda _e: ex.select([]))
         self.logout_button.on_click(self._logout_clicked)
+        self.previous_button.on_click(lambda _e: ex.go_to_page(ex.page - 1))
+        self.next_button.on_click(lambda _e: ex.go_to_page(ex.page + 1))
+        self.refresh_select.param.watch(self._auto_refresh, "value")
+        self._periodic: Any = None
         ex.param.watch(self._show_result, "result")
         ex.param.watch(self._show_selection, ["selected_ids", "all_matching"])
+        # the loading overlay covers the table's box, not the table itself (toggling the
+        # Tabulator's own `loading` while its data changes can leave it without rows)
+        self.table_box = pn.Column(self.table, sizing_mode="stretch_width", margin=0)
+        ex.param.watch(lambda e: setattr(self.table_box, "loading", e.new), "busy")
+        wrap = {"flex_wrap": "wrap", "align_items": "center"}
         self._layout = pn.Column(
-            pn.Row(
-                self.summary,
-                pn.HSpacer(),
+            pn.FlexBox(
+                self.summary, self.stamp, self.refresh_select, sizing_mode="stretch_width", **wrap
+            ),
+            pn.FlexBox(
                 self.selection_text,
                 self.select_all_button,
                 self.clear_button,
                 self.download,
                 self.logout_button,
                 sizing_mode="stretch_width",
+                **wrap,
             ),
-            self.table,
+            self.table_box,
+            pn.Row(self.previous_button, self.page_text, self.next_button),
             sizing_mode="stretch_width",
         )
+        self._show_result()
 
-    def _empty(self) -> pd.DataFrame:
+    def _frame(self) -> pd.DataFrame:
+        if self._ex.result is not None:
+            return self._ex.result
         columns = [*fmt.BASE_HEADERS.values(), *self._ex.products]
         return pd.DataFrame(columns=columns, index=pd.Index([], name="Session", dtype="int64"))
 
     def _show_result(self, *_: Any) -> None:
         ex = self._ex
-        frame = ex.result if ex.result is not None else self._empty()
-        self.table.value = frame
-        self.summary.object = ex.summary
-        self.download.disabled = ex.result is None
-        total = ex.total if ex.result is not None else 0
-        self.select_all_button.label = f"Select all {total:,} matching"
-        self.select_all_button.disabled = not total
-        if ex.selected_ids and len(frame):  # the rest of a Run arrived: keep the ticks
-            rows = frame.index.get_indexer(pd.Index(ex.selected_ids))
-            self._updating_selection = True
-            try:
-                self.table.selection = [int(r) for r in rows if r >= 0]
-            finally:
-                self._updating_selection = False
+        frame = self._frame()
+        self._updating_selection = True
+        try:
+            self.table.value = frame
+            self.table.selection = self._ticked_rows(frame)
+        finally:
+            self._updating_selection = False
+        shown = ex.result is not None
+        self.summary.value = (EMPTY if not ex.total else ex.summary) if shown else ""
+        as_of = ex.as_of
+        self.stamp.value = (
+            f"as of {fmt.local_time(as_of, ex.zone)}" if isinstance(as_of, datetime) else ""
+        )
+        self.download.disabled = not shown
+        pages = max(1, -(-ex.total // ex.page_size))
+        if ex.counting:  # not counted yet: a full page may have a next one
+            pages = ex.page + (len(frame) >= ex.page_size)
+        first = (ex.page - 1) * ex.page_size + 1
+        self.page_text.value = (
+            f"Page {ex.page:,}{'' if ex.counting else f' of {pages:,}'} · rows {first:,}\u2013{first + len(frame) - 1:,}"
+            if len(frame)
+            else ""
+        )
+        self.previous_button.disabled = ex.page <= 1
+        self.next_button.disabled = ex.page >= pages
+        self.select_all_button.label = f"Select all {ex.total:,} matching"
+        self.select_all_button.disabled = not (shown and ex.total) or ex.counting
         self._show_selection()
+
+    def _ticked_rows(self, frame: pd.DataFrame) -> list[int]:
+        ex = self._ex
+        if ex.all_matching:
+            return list(range(len(frame)))
+        rows = frame.index.get_indexer(pd.Index(ex.selected_ids, dtype="int64"))
+        return sorted(int(r) for r in rows if r >= 0)
+
+    _updating_selection = False
 
     def _selection_changed(self, event: param.parameterized.Event) -> None:
         if self._updating_selection:
             return
         frame = self.table.value
         ids = [int(i) for i in frame.index[list(event.new)]] if len(frame) else []
-        self._ex.select(ids)
+        self._ex.tick_page(ids)
 
-    _updating_selection = False
-
-    def _select_all(self) -> None:
-        count = self._ex.select_all_matching()
-        self._updating_selection = True
-        try:
-            self.table.selection = list(range(count))
-        finally:
-            self._updating_selection = False
+    def _sorted(self, event: param.parameterized.Event) -> None:
+        keys = fmt.sort_keys(list(event.new or []), self._ex.products)
+        if keys != [tuple(s) for s in self._ex.sort]:
+            self._ex.sort_by(keys)
 
     def _show_selection(self, *_: Any) -> None:
         ex = self._ex
-        count = len(ex.selected_ids)
+        count = ex.selection_count
         if ex.all_matching:
-            self.selection_text.object = f"**All {count:,} matching sessions selected**"
+            self.selection_text.value = f"<b>All {count:,} matching sessions selected</b>"
         else:
-            self.selection_text.object = f"{count:,} selected" if count else ""
-        if not count and self.table.selection:
+            self.selection_text.value = f"{count:,} selected" if count else ""
+        wanted = self._ticked_rows(self.table.value)
+        if sorted(self.table.selection) != wanted:
             self._updating_selection = True
             try:
-                self.table.selection = []
+                self.table.selection = wanted
             finally:
                 self._updating_selection = False
         self.clear_button.disabled = not count
         self.logout_button.disabled = not (count and ex.identity.may_logout)
 
+    def _auto_refresh(self, event: param.parameterized.Event) -> None:
+        """Read the page again every 10 s or minute (off by default); the selection stays."""
+        if self._periodic is not None:
+            self._periodic.stop()
+            self._periodic = None
+        if event.new:
+            self._periodic = pn.state.add_periodic_callback(
+                self._refresh,  # type: ignore[arg-type]  # Panel runs coroutine functions
+                period=int(event.new) * 1000,
+            )
+
+    async def _refresh(self) -> None:
+        await self._ex.refresh_async()
+
     def _logout_clicked(self, _event: Any = None) -> None:
         ex = self._ex
-        if not ex.selected_ids:
+        if not ex.selection_count:
             return
         if ex.current_role() != ADMIN:
             # the button is disabled for viewers; a tampered browser still reaches the server,
@@ -375,11 +501,13 @@ class ResultsView(Viewer):
         if preview is not None:
             self._dialog.open(preview)
 
-    def _csv(self) -> io.StringIO:
-        frame = self._ex.whole_result()  # all rows, even while the Run's rest is being read
-        if frame is None:
-            return io.StringIO()
-        return export.frame_csv_file(fmt.export_frame(frame))  # no cell runs as a formula
+    def _csv(self) -> Any:
+        """The whole result as CSV, written from the database in batches by the rules of
+        :mod:`licusage.export` (the same file as ``licusage sessions --format csv``)."""
+        return self._ex.export_csv()
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+
+__all__ = ["PAGE_SIZE", "LogoutDialog", "OptionsView", "ResultsView", "SeatsView"]
