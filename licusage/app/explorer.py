@@ -380,18 +380,19 @@ class SessionExplorer(param.Parameterized):
         except LicusageError as error:
             self._report("Run", error)
             return False
-        self._opening = self._count_later(view)
+        self._opening = (self._count_later(view), view)
         reading = self._guard("Run", lambda: self._read(view, False, False))
         return reading is not None and self._apply(reading)
 
-    _opening: Future | None = None
+    _opening: tuple[Future, View] | None = None
 
     async def finish_open(self) -> bool:
-        """Show the counts and the seats :meth:`open` started to read."""
+        """Show the counts and the seats :meth:`open` started to read (unless another
+        filter's result is shown by now)."""
         opening, self._opening = self._opening, None
         if opening is None:
             return False
-        return await self._show_counts(opening, self.view)
+        return await self._show_counts(*opening)
 
     def _count_later(self, view: View) -> Future:
         """Count `view`'s sessions and users and read the seats, in a worker thread."""

@@ -86,17 +86,24 @@ class LazyTab(pn.viewable.Viewer):
         return self._holder
 
 
-class HistoryListener(JSComponent):
-    """Tells the server when the browser's Back/Forward changed the page's query string (the
-    filter in the URL): ``search`` follows ``window.location.search`` on ``popstate``."""
+class PageEvents(JSComponent):
+    """Browser events the server needs: Back/Forward changing the page's query string (the
+    filter in the URL; ``search`` follows ``window.location.search`` on ``popstate``) and
+    Escape (``escapes`` counts the presses: it closes the confirmation dialog)."""
 
     search = param.String(default="", doc="The query string after Back/Forward.")
+    escapes = param.Integer(default=0, doc="How many times Escape was pressed.")
 
     _esm = """
     export function render({ model }) {
-      const listener = () => { model.search = window.location.search }
-      window.addEventListener("popstate", listener)
-      model.on("remove", () => window.removeEventListener("popstate", listener))
+      const popped = () => { model.search = window.location.search }
+      const pressed = (event) => { if (event.key === "Escape") { model.escapes += 1 } }
+      window.addEventListener("popstate", popped)
+      document.addEventListener("keydown", pressed)
+      model.on("remove", () => {
+        window.removeEventListener("popstate", popped)
+        document.removeEventListener("keydown", pressed)
+      })
       return document.createElement("span")
     }
     """
@@ -113,7 +120,7 @@ class UrlSync:
 
     def __init__(self, explorer: SessionExplorer) -> None:
         self.explorer = explorer
-        self.listener = HistoryListener(visible=False)
+        self.listener = PageEvents(visible=False)
         self.listener.param.watch(self._went_back, "search")
 
     def push(self) -> None:
@@ -173,6 +180,7 @@ def create_app(engine: Engine | str | None = None, identity: Identity | None = N
     urls = UrlSync(explorer)
     sessions.options.on_run.append(urls.push)
     sessions.seats.on_filter.append(urls.push)
+    urls.listener.param.watch(lambda _e: sessions.dialog.close(), "escapes")
     # the other tabs are built when first shown: one line each, owned by the engineers of those
     # views
     lazy = {
