@@ -6,6 +6,7 @@ Passwords are never stored: only ``bcrypt`` hashes (salt and cost inside the has
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 
 import bcrypt
 import pandas as pd
@@ -16,7 +17,8 @@ from . import clock
 from .actions import ROLES
 from .db import store_operation, write
 from .errors import InvalidInput
-from .models import accounts_t
+from .models import accounts_t, audit_t
+from .sessions import record_audit
 
 MAX_PASSWORD_BYTES = 72  # bcrypt only reads this many bytes; longer passwords are refused
 MIN_PASSWORD_CHARS = 8
@@ -76,6 +78,8 @@ def add_account(
                 .where(accounts_t.c.user_name == user)
                 .values(password_hash=password_hash, role=role)
             )
+            # a new password signs the account out everywhere
+            record_audit(conn, actor=user, action=SIGN_OUT, reason="password_changed")
         else:
             conn.execute(
                 sa.insert(accounts_t).values(
@@ -93,6 +97,8 @@ def remove_account(engine: Engine, user: str) -> bool:
     user = _check_name(user)
     with write(engine) as conn:
         result = conn.execute(sa.delete(accounts_t).where(accounts_t.c.user_name == user))
+        if result.rowcount:  # should an account of that name come back, old sign-ins stay ended
+            record_audit(conn, actor=user, action=SIGN_OUT, reason="account_removed")
     return bool(result.rowcount)
 
 
@@ -146,3 +152,81 @@ def verify(engine: Engine, user: str, password: str) -> str | None:
 @functools.cache
 def _dummy_hash(rounds: int = ROUNDS) -> bytes:
     return bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=rounds))
+
+
+# --- sign-ins: recorded as audit events, which also make sign-out and lockouts hold -----------
+# A sign-out (or a new password) ends every sign-in of the account made before it; failed
+# sign-ins in the last window lock an account or an address out. Reading these from the audit
+# trail makes them hold across server processes and hosts that share the store.
+SIGN_IN, SIGN_OUT, SIGN_IN_FAILED = "sign_in", "sign_out", "sign_in_failed"
+
+
+def _audit_name(user: object) -> str:
+    """A name fit for the audit's actor column (what a form sent may be anything)."""
+    text = user if isinstance(user, str) else repr(user)
+    text = text.replace("\x00", "").strip()[:200]
+    return text or "(empty)"
+
+
+@store_operation
+def record_sign_in(engine: Engine, user: str, *, origin: str | None = None) -> datetime:
+    """Audit a successful sign-in of `user`; returns its time (store form: naive UTC), which
+    the sign-in cookie carries so that a later sign-out can end it."""
+    at = clock.current_db_time()
+    with write(engine) as conn:
+        record_audit(conn, actor=_check_name(user), action=SIGN_IN, origin=origin, at=at)
+    return at
+
+
+@store_operation
+def record_sign_out(
+    engine: Engine, user: str, *, origin: str | None = None, reason: str = "signed_out"
+) -> datetime:
+    """End every sign-in of `user` made until now (audited as ``sign_out``)."""
+    at = clock.current_db_time()
+    with write(engine) as conn:
+        record_audit(
+            conn, actor=_audit_name(user), action=SIGN_OUT, reason=reason, origin=origin, at=at
+        )
+    return at
+
+
+@store_operation
+def record_failed_sign_in(engine: Engine, user: object, *, origin: str | None = None) -> None:
+    """Audit a refused sign-in attempt for the account name `user` from `origin`."""
+    with write(engine) as conn:
+        record_audit(conn, actor=_audit_name(user), action=SIGN_IN_FAILED, origin=origin)
+
+
+@store_operation
+def signed_out_since(engine: Engine, user: str, issued_at: datetime) -> bool:
+    """Whether `user` signed out (or got a new password) at or after `issued_at`."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(audit_t.c.id)
+            .where(
+                audit_t.c.actor == user,
+                audit_t.c.action == SIGN_OUT,
+                audit_t.c.at >= clock.current_db_time(issued_at),
+            )
+            .limit(1)
+        ).first()
+    return row is not None
+
+
+@store_operation
+def failed_sign_ins(
+    engine: Engine, since: datetime, *, user: object = None, origin: str | None = None
+) -> int:
+    """How many sign-ins failed since `since`, for the account name `user` or from `origin`."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(audit_t)
+        .where(audit_t.c.action == SIGN_IN_FAILED, audit_t.c.at >= clock.current_db_time(since))
+    )
+    if user is not None:
+        query = query.where(audit_t.c.actor == _audit_name(user))
+    if origin is not None:
+        query = query.where(audit_t.c.origin == origin)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -36,7 +36,7 @@ def resolve_url(url: str | None = None) -> str:
     if os.environ.get(ENV_URL):
         return os.environ[ENV_URL]
     path = default_sqlite_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
@@ -47,6 +47,29 @@ def describe_url(url: str | None = None) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return f"SQLite file {Path(parsed.database).resolve()}"
     return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str | sa.URL) -> Path | None:
+    """The file of a SQLite store at `url`, or None (another database, or in memory)."""
+    parsed = sa.make_url(url) if isinstance(url, str) else url
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    if database.startswith("file:") or parsed.query.get("uri"):
+        return None  # SQLite URI filenames: left to SQLite
+    return Path(database)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create a new SQLite store's file readable by its owner only (``0600``): it holds the
+    sign-in accounts' password hashes. SQLite gives its ``-wal``/``-shm`` files the same mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # e.g. a missing folder: SQLite reports it when connecting
+    os.close(fd)
 
 
 def _normalise_url(url: str) -> sa.URL:
@@ -86,6 +109,9 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     parsed = _normalise_url(resolve_url(url))
     try:
         if parsed.get_backend_name() == "sqlite":
+            path = sqlite_file(parsed)
+            if path is not None:
+                _create_private_file(path)
             engine = sa.create_engine(parsed, **kwargs)
             _configure_sqlite(engine)
         else:

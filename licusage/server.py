@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
+import stat
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +23,7 @@ from .models import sessions_t
 
 log = logging.getLogger(__name__)
 ENV_COOKIE_SECRET = "LICUSAGE_COOKIE_SECRET"
+SECRET_FILE_SUFFIX = ".cookie-secret"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class ServeOptions:
     num_procs: int = 1
     allow_unauthenticated_remote: bool = False
     websocket_origin: tuple[str, ...] = ()
+    sign_in_max_age: timedelta | None = None
+    trust_proxy: bool = False
 
 
 def check_options(options: ServeOptions) -> None:
@@ -40,6 +49,10 @@ def check_options(options: ServeOptions) -> None:
         raise InvalidInput(f"port must be 0-65535, not {options.port}")
     if options.num_procs < 0:
         raise InvalidInput("num-procs must be 0 (one per CPU) or more")
+    if options.sign_in_max_age is not None and options.sign_in_max_age <= timedelta(0):
+        raise InvalidInput("sign-in-max-age must be positive")
+    if options.cookie_secret is not None and len(options.cookie_secret) < 16:
+        raise InvalidInput("cookie-secret must have at least 16 characters")
     loopback = options.address in ("localhost",) or is_loopback(options.address)
     if not loopback and not options.auth and not options.allow_unauthenticated_remote:
         raise InvalidInput(
@@ -64,6 +77,60 @@ def fill_demo(url: str | None) -> bool:
         engine.dispose()
 
 
+def secret_file(url: str) -> Path:
+    """Where a generated cookie secret is kept: beside a SQLite store (``<file>.cookie-secret``),
+    else in the user's data directory (one per host: several hosts need --cookie-secret)."""
+    path = db.sqlite_file(url)
+    if path is not None:
+        return path.with_name(path.name + SECRET_FILE_SUFFIX)
+    return db.default_sqlite_path().with_name("licusage" + SECRET_FILE_SUFFIX)
+
+
+def cookie_secret(options: ServeOptions, url: str) -> str:
+    """The secret that signs sign-in cookies and (derived from it) Bokeh session ids/tokens:
+    --cookie-secret / ``$LICUSAGE_COOKIE_SECRET``, else a random one generated once and kept in
+    a ``0600`` file (:func:`secret_file`), so sign-ins survive a restart. Every process of one
+    server shares it (they fork from the one that reads it)."""
+    given = options.cookie_secret or os.environ.get(ENV_COOKIE_SECRET)
+    if given:
+        return given
+    path = secret_file(url)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InvalidInput(
+                f"{path} can be read by others: chmod 600 it (or remove it for a new secret)"
+            ) from None
+        secret = path.read_text(encoding="ascii").strip()
+        if len(secret) < 32:
+            raise InvalidInput(f"{path} holds no usable secret: remove it for a new one") from None
+        return secret
+    secret = secrets.token_hex(32)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secret + "\n")
+    log.info("generated a cookie secret in %s", path)
+    return secret
+
+
+def session_secret_key(cookie_secret: str) -> bytes:
+    """Bokeh's ``secret_key`` (signs session ids and tokens), derived from the cookie secret so
+    that the two never coincide and both survive a restart."""
+    digest = hmac.new(cookie_secret.encode("utf-8"), b"licusage bokeh sessions", hashlib.sha256)
+    return digest.hexdigest().encode("ascii")
+
+
+def warn_if_readable(url: str) -> None:
+    """Log a warning when a SQLite store's file can be read by other local users."""
+    path = db.sqlite_file(url)
+    if path is not None and path.exists() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "%s can be read by other local users (it holds password hashes): chmod 600 it", path
+        )
+
+
 def _app_factory(url: str) -> Any:
     """A function Panel calls once per browser session to build its page."""
 
@@ -82,7 +149,6 @@ def serve(options: ServeOptions, *, start: bool = True, show: bool = False) -> A
     """
     import panel as pn
 
-    from .app.auth import AccountsAuthProvider
     from .app.main import TITLE
 
     check_options(options)
@@ -94,14 +160,32 @@ def serve(options: ServeOptions, *, start: bool = True, show: bool = False) -> A
     os.environ[db.ENV_URL] = url  # the auth module and forked processes read the same store
     if options.allow_unauthenticated_remote:
         os.environ[ENV_ALLOW_REMOTE] = "1"
-    kwargs: dict[str, Any] = {}
+    from panel.io.application import build_applications
+
+    from .app import auth
+
+    kwargs: dict[str, Any] = {
+        "transforms": [auth.SecurityHeaders],  # CSP, X-Frame-Options, ... on every response
+        "use_xheaders": options.trust_proxy,  # X-Forwarded-For/-Proto: only behind a proxy
+    }
+    secret = cookie_secret(options, url) if options.auth else options.cookie_secret
+    secret = secret or secrets.token_hex(32)
+    kwargs["cookie_secret"] = secret
+    # signed session ids and tokens: a browser cannot forge what a session learns of its request
+    kwargs["sign_sessions"] = True
+    kwargs["secret_key"] = session_secret_key(secret)
     if options.auth:
-        kwargs["auth_provider"] = AccountsAuthProvider(url)
-        kwargs["cookie_secret"] = (
-            options.cookie_secret or os.environ.get(ENV_COOKIE_SECRET) or secrets.token_hex(32)
+        warn_if_readable(url)
+        settings = auth.AuthSettings(
+            cookie_secret=secret,
+            store_url=url,
+            max_age=options.sign_in_max_age or auth.DEFAULT_MAX_AGE,
         )
-    elif options.cookie_secret:
-        kwargs["cookie_secret"] = options.cookie_secret
+        auth.configure(settings)  # before forking: every process has it
+        kwargs["auth_provider"] = auth.AccountsAuthProvider(settings)
+        # the sign-in cookie never goes into the page (the session gets the checked result)
+        kwargs["exclude_cookies"] = [auth.COOKIE_NAME, "_xsrf"]
+        kwargs["exclude_headers"] = ["Cookie"]
     origins = list(options.websocket_origin)
     if not origins and not (options.address == "localhost" or is_loopback(options.address)):
         origins = ["*"]
@@ -109,12 +193,17 @@ def serve(options: ServeOptions, *, start: bool = True, show: bool = False) -> A
         kwargs["websocket_origin"] = origins
     if options.num_procs != 1:
         kwargs["num_procs"] = options.num_procs
+    server_id = uuid.uuid4().hex
+    apps = build_applications({"/": _app_factory(url)}, title=TITLE, server_id=server_id)
+    for application in apps.values():
+        application.add(auth.SignInRequestHandler())
     return pn.serve(
-        {"/": _app_factory(url)},
+        apps,
         port=options.port,
         address=options.address,
         title=TITLE,
         show=show,
         start=start,
+        server_id=server_id,
         **kwargs,
     )

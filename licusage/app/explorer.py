@@ -25,7 +25,7 @@ from .. import actions, catalog, clock, durations, queries
 from ..db import describe_db_error
 from ..errors import LicusageError, StoreUnavailable
 from . import format as fmt
-from .identity import Identity, current_identity, signed_in_role
+from .identity import Identity, current_identity, sign_in_holds, signed_in_role
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -161,8 +161,14 @@ class SessionExplorer(param.Parameterized):
         return self._identity
 
     def current_role(self) -> str:
-        """The role right now: a signed-in user's is read again from the store."""
+        """The role right now: a signed-in user's is read again from the store; under the
+        store's accounts, a sign-in that no longer holds (signed out, too old, account
+        removed) is not a role that may act: its name says why (e.g. ``signed_out``)."""
         who = self.identity
+        if who.refused is not None or who.issued_at is not None:
+            holds = sign_in_holds(who)
+            if holds != "ok":
+                return holds
         if not who.signed_in:
             return who.role
         import panel as pn

@@ -1,9 +1,13 @@
 """Who is using the page, and with which role: decided on the server, never by the browser.
 
-- Signed in (accounts, Panel basic/OAuth auth): ``pn.state.user`` names the user; the role is
-  the account's role in the store, else the OAuth mapping of ``LICUSAGE_ADMIN_USERS`` /
-  ``LICUSAGE_ADMIN_GROUPS`` (comma-separated), else ``LICUSAGE_DEFAULT_ROLE`` (``viewer``).
-- Not signed in: the local OS user acts as ``admin``, but only for a browser on the loopback
+- ``serve --auth`` (the store's accounts, :mod:`licusage.app.auth`): the account is the one the
+  server checked on the request that opened the page, carried in the signed session token, and
+  checked again (age, sign-out, account) at every action (:func:`sign_in_holds`). Nobody is
+  ever anonymous: a page without a valid sign-in is a ``viewer`` that may not act.
+- Panel's OAuth: ``pn.state.user`` names the user; the role is the account's role in the
+  store, else the mapping of ``LICUSAGE_ADMIN_USERS`` / ``LICUSAGE_ADMIN_GROUPS``
+  (comma-separated), else ``LICUSAGE_DEFAULT_ROLE`` (``viewer``).
+- No sign-in at all: the local OS user acts as ``admin``, but only for a browser on the loopback
   interface (or when the server was started with ``--allow-unauthenticated-remote``); anyone
   else is a ``viewer``.
 """
@@ -14,7 +18,8 @@ import getpass
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -36,6 +41,10 @@ class Identity:
     role: str
     signed_in: bool
     origin: str | None = None
+    # with the store's accounts: when the sign-in was made (rechecked at every action)
+    issued_at: datetime | None = field(default=None, compare=False)
+    # with the store's accounts but no valid sign-in: why (e.g. ``signed_out``)
+    refused: str | None = None
 
     @property
     def may_logout(self) -> bool:
@@ -87,15 +96,61 @@ def anonymous_identity(remote_ip: str | None, allow_remote: bool | None = None) 
     )
 
 
+UNKNOWN = "(unknown)"
+
+
+def sign_in_identity(
+    engine: Engine, info: Mapping[str, Any] | None, origin: str | None
+) -> Identity:
+    """The identity of a page under the store's accounts, from the checked sign-in `info`
+    (see :func:`licusage.app.auth.request_sign_in`): never anonymous, never admin unless the
+    sign-in holds and the account is an admin."""
+    info = info or {}
+    user = info.get("user") or UNKNOWN
+    issued = info.get("issued_at")
+    issued_at = datetime.fromisoformat(issued) if isinstance(issued, str) else None
+    if not info.get("valid") or issued_at is None:
+        reason = str(info.get("reason") or "missing")
+        return Identity(user, VIEWER, signed_in=False, origin=origin, refused=reason)
+    role = accounts.role_of(engine, user) or VIEWER
+    return Identity(user, role, signed_in=True, origin=origin, issued_at=issued_at)
+
+
+def sign_in_holds(identity: Identity) -> str:
+    """``ok`` when the sign-in of `identity` (store accounts) still holds, else why not."""
+    from . import auth
+
+    if identity.refused is not None:
+        return identity.refused
+    if identity.issued_at is None:
+        return "missing"
+    return auth.recheck(auth.current_settings(), identity.user, identity.issued_at)
+
+
 def current_identity(engine: Engine) -> Identity:
     """The identity of the browser session being served right now (reads ``pn.state``)."""
     import panel as pn
+
+    from . import auth
 
     remote_ip = None
     context = pn.state.curdoc.session_context if pn.state.curdoc else None
     request = getattr(context, "request", None)
     if request is not None:
         remote_ip = getattr(request, "remote_ip", None)
+    if auth.sign_in_required():
+        from bokeh.server.contexts import BokehSessionContext
+
+        payload: Mapping[str, Any] = {}
+        if isinstance(context, BokehSessionContext):
+            try:
+                payload = context.token_payload
+            except AssertionError:  # a session made without a token (not served)
+                payload = {}
+        info = payload.get(auth.PAYLOAD_KEY)
+        if info is None:  # as ``--auth-module`` of panel serve: the page request's cookie
+            info = auth.cookie_sign_in(pn.state.cookies.get(auth.COOKIE_NAME))
+        return sign_in_identity(engine, info, remote_ip)
     user = pn.state.user
     if user == "guest":  # Panel's optional-sign-in guest: may look, never act
         return Identity(user="guest", role=VIEWER, signed_in=False, origin=remote_ip)
