@@ -41,8 +41,21 @@ from ._common import DurationType, db_option, fail, store_url
     "--cookie-secret",
     metavar="SECRET",
     envvar="LICUSAGE_COOKIE_SECRET",
-    help="Signs the sign-in cookies; default: $LICUSAGE_COOKIE_SECRET, else random per start "
-    "(everyone signs in again after a restart).",
+    help="Signs the sign-in cookies and session tokens; default: $LICUSAGE_COOKIE_SECRET, else "
+    "one generated once and kept beside the store (a 0600 .cookie-secret file). Hosts sharing "
+    "a store must share it.",
+)
+@click.option(
+    "--sign-in-max-age",
+    type=DurationType(minimum=timedelta(minutes=1)),
+    metavar="DURATION",
+    help="With --auth: how long a sign-in holds (default 12h), on every path.",
+)
+@click.option(
+    "--trust-proxy",
+    is_flag=True,
+    help="Behind a reverse proxy: take the client address and https from its X-Real-Ip / "
+    "X-Forwarded-For and X-Forwarded-Proto headers (only when nobody can bypass the proxy).",
 )
 @click.option(
     "--allow-unauthenticated-remote",
@@ -77,6 +90,8 @@ def serve(
     num_procs: int,
     auth: bool,
     cookie_secret: str | None,
+    sign_in_max_age: timedelta | None,
+    trust_proxy: bool,
     allow_unauthenticated_remote: bool,
     websocket_origin: tuple[str, ...],
     reap_every: timedelta | None,
@@ -102,6 +117,8 @@ def serve(
         num_procs=num_procs,
         allow_unauthenticated_remote=allow_unauthenticated_remote,
         websocket_origin=websocket_origin,
+        sign_in_max_age=sign_in_max_age,
+        trust_proxy=trust_proxy,
     )
     check_options(options)
     if idle_over is not None and reap_every is None:

@@ -183,7 +183,12 @@ def test_a_non_loopback_bind_is_served_when_allowed_or_signed_in(server_factory,
     assert urllib.parse.urlparse(final).path == "/"
     assert "docs_json" in body
     signed = server_factory(
-        seeded_store, "--address", "0.0.0.0", "--auth", "--cookie-secret", "another-secret-of-32-characters!"
+        seeded_store,
+        "--address",
+        "0.0.0.0",
+        "--auth",
+        "--cookie-secret",
+        "another-secret-of-32-characters!",
     )
     final, _, body = _fetch(signed.url)
     assert urllib.parse.urlparse(final).path == "/login"
