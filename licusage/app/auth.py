@@ -445,7 +445,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: blob:",
         "font-src 'self' data:",
-        "connect-src 'self'",
+        "connect-src 'self' blob:",  # Panel's ESM components fetch blob: modules
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",
