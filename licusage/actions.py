@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from .audit import record_audit
 from .db import store_operation, write
 from .errors import InvalidInput, PermissionDenied
-from .models import holds_t, pools_t, sessions_t
+from .models import audit_t, holds_t, pools_t, sessions_t
 from .sessions import (
     ADMIN_LOGOUT,
     IDLE_TIMEOUT,
@@ -128,21 +128,51 @@ def authorized_logout(
     """Log sessions out on behalf of a signed-in user with `role`, sparing the actor's own.
 
     A non-admin is refused with :class:`~licusage.errors.PermissionDenied`, and the attempt is
-    audited (action ``logout_refused``).
+    audited (action ``logout_refused``): at most :data:`REFUSED_AUDIT_LIMIT` rows per actor a
+    minute (further attempts are refused all the same and logged, not audited), each naming at
+    most :data:`REFUSED_IDS_SHOWN` of the ids (and ``session_count`` when there were more).
     """
     actor = check_actor(actor)
     if role != ADMIN:
         ids = _check_ids(session_ids)
-        with write(engine) as conn:
-            record_audit(
-                conn,
-                actor=actor,
-                action="logout_refused",
-                origin=origin,
-                detail={"role": role, "session_ids": ids},
-            )
+        _audit_refusal(engine, actor, role, ids, origin)
         raise PermissionDenied(f"{actor} ({role}) may not log sessions out")
     return logout_sessions(engine, session_ids, actor, spare_own=True, origin=origin)
+
+
+# a viewer's refused logouts: audited at most this many per actor and window (more attempts
+# are refused all the same, unaudited), each row naming at most REFUSED_IDS_SHOWN ids
+REFUSED_AUDIT_LIMIT = 10
+REFUSED_AUDIT_WINDOW = timedelta(minutes=1)
+REFUSED_IDS_SHOWN = 100
+
+
+@store_operation
+def _audit_refusal(
+    engine: Engine, actor: str, role: str, ids: list[int], origin: str | None
+) -> bool:
+    """Audit a refused logout, bounded in rate and size; False when the rate limit left it out."""
+    with write(engine) as conn:
+        now = write_time(conn)
+        recent = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(audit_t)
+            .where(
+                audit_t.c.actor == actor,
+                audit_t.c.action == "logout_refused",
+                audit_t.c.at > now - REFUSED_AUDIT_WINDOW,
+            )
+        ).scalar_one()
+        if recent >= REFUSED_AUDIT_LIMIT:
+            log.warning("refused logout by %s (%s) not audited: rate limit reached", actor, role)
+            return False
+        detail: dict[str, object] = {"role": role, "session_ids": ids[:REFUSED_IDS_SHOWN]}
+        if len(ids) > REFUSED_IDS_SHOWN:
+            detail["session_count"] = len(ids)
+        record_audit(
+            conn, actor=actor, action="logout_refused", origin=origin, detail=detail, at=now
+        )
+    return True
 
 
 def is_idle(last_activity: datetime, now: datetime, limit: timedelta | None) -> bool:

@@ -21,6 +21,7 @@ the store holds no sessions yet, and it all happens in the one transaction).
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import sqlite3
 import time
@@ -43,7 +44,7 @@ from .db import is_sqlite, store_operation
 from .demo import DemoSummary, _seat_count, user_names
 from .errors import InvalidInput
 from .migrations import trigram
-from .models import assignments_t, denials_t, holds_t, sessions_t
+from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
 from .sessions import IDLE_TIMEOUT, POOL_FULL, USER_LOGOUT, user_key
 
 US = 1_000_000  # the generator's clock ticks in microseconds since the epoch
@@ -511,7 +512,31 @@ def _rows(
         assign_rows[1] += members
         assign_rows[2] += [assigned_at] * len(members)
     assignments = _Rows(assignments_t, ["pool_id", "user_name", "assigned_at"], assign_rows)
-    return [assignments, sessions, holds, denials]
+
+    # every session the idle policy ended has its audit event, as reap_idle writes it
+    idle = np.flatnonzero(reason == REASONS.index(IDLE_TIMEOUT))
+    product_names = {v: k for k, v in cat.products.items()}
+    type_names = cat.type_names()
+    freed: dict[int, dict[str, str]] = {int(i): {} for i in idle.tolist()}
+    for part_rows, product_id, type_id, _pool in hold_parts:
+        for index in part_rows[np.isin(part_rows, idle)].tolist():
+            freed[index][product_names[product_id]] = type_names[type_id]
+    idle_list = idle.tolist()
+    audit = _Rows(
+        audit_t,
+        ["at", "actor", "action", "session_id", "user_name", "reason", "origin", "detail"],
+        [
+            _pick(ended, idle),
+            ["policy"] * len(idle_list),
+            ["end_session"] * len(idle_list),
+            ids[idle].tolist(),
+            _pick(user_names_, idle),
+            [IDLE_TIMEOUT] * len(idle_list),
+            [None] * len(idle_list),
+            [json.dumps({"licenses": freed[i]}, sort_keys=True) for i in idle_list],
+        ],
+    )
+    return [assignments, sessions, holds, denials, audit]
 
 
 def _chunks(rows: _Rows) -> Iterator[list[tuple[Any, ...]]]:
@@ -598,6 +623,9 @@ def _load_postgres(engine: Engine, tables: list[_Rows], step: Callable[[int], ob
         try:
             with dbapi.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
+                # one long load: no statement or lock time-out (licusage.db.Timeouts) inside it
+                cursor.execute("SET LOCAL statement_timeout = 0")
+                cursor.execute("SET LOCAL lock_timeout = 0")
                 cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 cursor.execute("LOCK TABLE sessions, session_licenses, denials IN EXCLUSIVE MODE")
                 cursor.execute("SELECT count(*) FROM sessions")
@@ -648,9 +676,14 @@ def _load_postgres(engine: Engine, tables: list[_Rows], step: Callable[[int], ob
         dbapi.autocommit = True
         try:
             with dbapi.cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                row = cursor.fetchone()
+                cursor.execute("SET statement_timeout = 0")  # VACUUM of a large table
                 for table in ("sessions", "session_licenses", "denials"):
                     with _timed(f"VACUUM {table}"):
                         cursor.execute(f"VACUUM {table}")
+                if row is not None:  # the connection's own limit again (licusage.db.Timeouts)
+                    cursor.execute("SELECT set_config('statement_timeout', %s, false)", (row[0],))
         finally:
             dbapi.autocommit = False
     finally:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,6 +21,55 @@ from .errors import SchemaMismatch, StoreUnavailable
 
 ENV_URL = "LICUSAGE_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# PostgreSQL time-outs, in seconds (0 turns one off); the environment overrides the defaults
+ENV_CONNECT_TIMEOUT = "LICUSAGE_PG_CONNECT_TIMEOUT"
+ENV_STATEMENT_TIMEOUT = "LICUSAGE_PG_STATEMENT_TIMEOUT"
+ENV_LOCK_TIMEOUT = "LICUSAGE_PG_LOCK_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a PostgreSQL store may keep a caller waiting, in seconds (0: no limit).
+
+    * `connect`: to open a connection (a frozen or unreachable server);
+    * `statement`: for one statement (a frozen backend, a runaway query);
+    * `lock`: to wait for a row or table lock another transaction holds.
+
+    Past any of them the operation fails with :class:`StoreUnavailable` and its transaction is
+    rolled back: nothing is changed. Schema upgrades run without the statement time-out.
+    """
+
+    connect: float = 10.0
+    statement: float = 30.0
+    lock: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> Timeouts:
+        """The defaults, overridden by ``LICUSAGE_PG_CONNECT_TIMEOUT``,
+        ``LICUSAGE_PG_STATEMENT_TIMEOUT`` and ``LICUSAGE_PG_LOCK_TIMEOUT``."""
+        values = {}
+        for name, variable in (
+            ("connect", ENV_CONNECT_TIMEOUT),
+            ("statement", ENV_STATEMENT_TIMEOUT),
+            ("lock", ENV_LOCK_TIMEOUT),
+        ):
+            text = os.environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                raise StoreUnavailable(
+                    f"{variable} must be a number of seconds, not {text!r}"
+                ) from None
+            if not 0 <= value <= 86_400 or value != value:
+                raise StoreUnavailable(
+                    f"{variable} must be between 0 and 86400 seconds, not {text}"
+                )
+            values[name] = value
+        return cls(**values)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,11 +151,28 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def _configure_postgresql(engine: Engine, timeouts: Timeouts) -> None:
+    statement_ms, lock_ms = int(timeouts.statement * 1000), int(timeouts.lock * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # session defaults of every new connection (SET, not the URL's options, which the
+        # URL may already use for search_path); plain integers, never caller text
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {statement_ms:d}")
+            cursor.execute(f"SET lock_timeout = {lock_ms:d}")
+        dbapi_conn.commit()
+
+
+def create_engine(
+    url: str | None = None, *, timeouts: Timeouts | None = None, **kwargs: Any
+) -> Engine:
     """An Engine for the store at `url` (see :func:`resolve_url`), without touching the schema.
 
-    Raises :class:`StoreUnavailable` when the URL names a database whose Python driver is not
-    installed (``mysql://``, ``mssql://``, ...): licusage supports SQLite and PostgreSQL.
+    On PostgreSQL, `timeouts` (default: :meth:`Timeouts.from_env`) bound connecting, each
+    statement and each lock wait. Raises :class:`StoreUnavailable` when the URL names a
+    database whose Python driver is not installed (``mysql://``, ``mssql://``, ...): licusage
+    supports SQLite and PostgreSQL.
     """
     parsed = _normalise_url(resolve_url(url))
     try:
@@ -115,8 +183,14 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
             engine = sa.create_engine(parsed, **kwargs)
             _configure_sqlite(engine)
         else:
+            timeouts = timeouts or Timeouts.from_env()
             kwargs.setdefault("pool_pre_ping", True)
-            engine = sa.create_engine(parsed, **kwargs)
+            connect_args = dict(kwargs.pop("connect_args", {}))
+            if "connect_timeout" not in parsed.query and timeouts.connect:
+                # libpq takes whole seconds (at least 2 are honoured)
+                connect_args.setdefault("connect_timeout", max(2, math.ceil(timeouts.connect)))
+            engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+            _configure_postgresql(engine, timeouts)
     except ImportError as error:
         raise StoreUnavailable(
             f"cannot open a {parsed.drivername}:// store: its driver (the Python module "
@@ -126,15 +200,17 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return engine
 
 
-def connect(url: str | None = None, *, create: bool = True) -> Engine:
+def connect(
+    url: str | None = None, *, create: bool = True, timeouts: Timeouts | None = None
+) -> Engine:
     """Open the store at `url` (or ``$LICUSAGE_DATABASE_URL``, or the embedded SQLite file).
 
     Creates the schema of a new store (with `create`). Raises :class:`StoreUnavailable` when the
-    database cannot be reached, and :class:`SchemaMismatch` when the store's schema is newer than
+    database cannot be reached (within `timeouts` on PostgreSQL, see :class:`Timeouts`), and :class:`SchemaMismatch` when the store's schema is newer than
     this code or older (then ``licusage db upgrade`` brings it up to date).
     """
     try:
-        engine = create_engine(url)
+        engine = create_engine(url, timeouts=timeouts)
     except (exc.ArgumentError, exc.NoSuchModuleError) as error:
         raise StoreUnavailable(f"invalid database URL: {error}") from None
     from . import migrations

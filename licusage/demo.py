@@ -19,6 +19,7 @@ result. Logins the rules refuse become denials. The same ``users``, ``days``, ``
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 from . import catalog, clock
 from .db import store_operation, write
 from .errors import InvalidInput
-from .models import assignments_t, denials_t, holds_t, sessions_t
+from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
 from .sessions import POOL_FULL, user_key
 
 CM, RO, AA, EM = catalog.DEFAULT_PRODUCTS
@@ -435,7 +436,7 @@ def _write(
 ) -> None:
     with write(engine) as conn:
         next_id = (conn.execute(sa.select(sa.func.max(sessions_t.c.id))).scalar() or 0) + 1
-        session_rows, hold_rows = [], []
+        session_rows, hold_rows, audit_rows = [], [], []
         for plan in plans:
             if not plan.granted:
                 continue
@@ -456,6 +457,20 @@ def _write(
                     else (plan.user if plan.reason == "user_logout" else "policy"),
                 }
             )
+            if plan.end is not None and plan.reason != "user_logout":
+                # as reap_idle does: every session the policy ended has its audit event
+                audit_rows.append(
+                    {
+                        "at": plan.end,
+                        "actor": "policy",
+                        "action": "end_session",
+                        "session_id": session_id,
+                        "user_name": plan.user,
+                        "reason": plan.reason,
+                        "origin": None,
+                        "detail": json.dumps({"licenses": dict(plan.granted)}, sort_keys=True),
+                    }
+                )
             for product, license_type in plan.granted.items():
                 pool = cat.pool(product, license_type)
                 assert pool is not None
@@ -500,6 +515,7 @@ def _write(
             (sessions_t, session_rows, "sessions"),
             (holds_t, hold_rows, "licenses"),
             (denials_t, denial_rows, "denials"),
+            (audit_t, audit_rows, "audit events"),
         ):
             for batch in _batches(rows, f"writing {label}", progress):
                 conn.execute(sa.insert(table), batch)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from .. import export, queries
 from ..errors import LicusageError
 from .format import local_zone, viewer_zone
+from .text import markdown_literal
 from .window import DayRangeView
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class AuditView(DayRangeView):
         self.download.disabled = False
         self.download.filename = f"audit_{self.first_day:%Y%m%d}-{self.last_day:%Y%m%d}.csv"
         count = len(self.trail)
-        who = f" by {self.actor}" if self.actor else ""
+        who = f" by {markdown_literal(self.actor)}" if self.actor else ""
         self.summary.object = (
             f"**{count:,}** audit event{'' if count == 1 else 's'}{who}, "
             f"{self.first_day:%Y-%m-%d} to {self.last_day:%Y-%m-%d}"

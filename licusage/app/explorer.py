@@ -185,9 +185,9 @@ class SessionExplorer(param.Parameterized):
             return
         import panel as pn
 
-        notifications = pn.state.notifications
-        if notifications is not None:
-            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
+        from .text import notify
+
+        notify(pn.state.notifications, level, message)  # as plain text: names come from the store
 
     def _report(self, what: str, error: BaseException) -> None:
         """Notify "`what`: reason" for a failure (a message in the page, never a traceback)."""

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from .. import clock
 from ..errors import LicusageError, StoreUnavailable
 from .format import day_bounds, local_zone, viewer_zone
+from .text import notify
 
 
 class DayRangeView(Viewer):
@@ -62,9 +63,7 @@ class DayRangeView(Viewer):
     def notify(self, level: str, message: str) -> None:
         if level == "error":
             self.last_error = message
-        notifications = pn.state.notifications
-        if notifications is not None:
-            getattr(notifications, level)(message, duration=8000 if level == "error" else 4000)
+        notify(pn.state.notifications, level, message)  # as plain text
 
     def _refresh_clicked(self, _event: param.parameterized.Event) -> None:
         self.refresh()

@@ -23,6 +23,7 @@ from .. import db as store_db
 from .. import durations, export
 from ..errors import InvalidInput, LicusageError
 from ..sessions import MAX_SESSION_ID
+from ..validation import describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -209,6 +210,8 @@ def _text(value: Any) -> str | None:
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, a dashed line under the headers."""
+    # stored text is printed escaped: a newline or terminal escape in a name cannot forge lines
+    rows = [[describe(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]

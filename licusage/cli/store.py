@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .. import actions, durations, queries
 from .. import demo as demo_data
+from ..validation import describe
 from ._common import (
     CliError,
     DurationType,
@@ -238,13 +239,14 @@ def _describe_targets(engine: Engine, ids: list[int]) -> list[int]:
     licenses: dict[int, list[str]] = {}
     for r in held.to_dict("records"):
         licenses.setdefault(int(r["session_id"]), []).append(
-            f"{r['product']} ({r['license_type']})"
+            f"{describe(r['product'])} ({describe(r['license_type'])})"
         )
     if active_ids:
         click.echo(f"About to log out {plural(len(active_ids), 'session')}:", err=True)
         for r in active.to_dict("records"):
             freed = ", ".join(licenses.get(int(r["session_id"]), [])) or "no licenses"
-            click.echo(f"  #{r['session_id']}  {r['user']}  frees: {freed}", err=True)
+            user = describe(r["user"])  # escaped: a name cannot print a line of its own
+            click.echo(f"  #{r['session_id']}  {user}  frees: {freed}", err=True)
     ended = sorted(set(found["session_id"].astype(int)) - set(active_ids))
     unknown = sorted(set(ids) - set(found["session_id"].astype(int)))
     if ended:

@@ -133,6 +133,10 @@ def _schema_transaction(engine: Engine, *, rebuild: bool = False) -> Iterator[Co
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
+                    # a schema change may wait for running transactions and rewrite big
+                    # tables: no statement or lock time-out inside it (licusage.db.Timeouts)
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
                 yield conn
                 if sqlite_rebuild:
