@@ -332,3 +332,55 @@ checkouts_t = _table(Checkout)
 reservations_t = _table(Reservation)
 queued_t = _table(QueuedRequest)
 imported_files_t = _table(ImportedFile)
+
+
+class ApiToken(Base):
+    """A token an application presents to the HTTP API (``Authorization: Bearer ...``).
+
+    Only the SHA-256 of the token is kept: tokens are 256-bit random strings, so a fast hash is
+    as safe as a slow one and lets every request be checked by one indexed lookup.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(50))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AlertFiring(Base):
+    """One firing of an alert rule for one subject (a pool, a source, an expiry threshold).
+
+    Open while ``cleared_at`` is NULL; at most one open firing per (rule, subject), which is
+    what makes an alert fire once until it clears, even with several servers evaluating.
+    """
+
+    __tablename__ = "alert_firings"
+    __table_args__ = (
+        Index(
+            "ux_alert_firings_open",
+            "rule",
+            "subject",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_alert_firings_fired_at", "fired_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(50))
+    subject: Mapped[str] = mapped_column(String(500))
+    message: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[datetime] = mapped_column(DateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # JSON text: channel -> "sent" or the error of the delivery
+    delivery: Mapped[str | None] = mapped_column(Text)
+
+
+api_tokens_t = _table(ApiToken)
+alert_firings_t = _table(AlertFiring)

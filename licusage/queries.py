@@ -657,3 +657,132 @@ def session_usage_counts(
             .where(*conditions)
         ).one()
     return int(sessions), int(users)
+
+
+@store_operation
+def session_usage_after(
+    engine: Engine,
+    where: SessionFilter | None = None,
+    *,
+    user: str | None = None,
+    license_types: Mapping[str, Collection[str]] | None = None,
+    idle_over: timedelta | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Up to `limit` rows of :func:`session_usage` (same filter, same order: last activity,
+    then session id) that come after the row (`last_activity`, `session_id`) `after`.
+
+    Keyset paging: a page is found by the index however deep it is, and sessions that start or
+    end between two requests neither repeat nor shift the pages that follow. Same columns as
+    :func:`session_usage`.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidInput(f"limit must be a whole number >= 0, not {limit!r}")
+    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
+    now = clock.now()
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        query = _usage_select(conn, catalog, where, now)
+        if after is not None:
+            at, last_id = after
+            if not isinstance(at, datetime):
+                raise InvalidInput(f"after must be (datetime, session id), not {after!r}")
+            last_id = check_session_id(last_id)
+            cut = clock.to_db(at)
+            s = sessions_t
+            query = query.where(
+                sa.or_(
+                    s.c.last_activity > cut,
+                    sa.and_(s.c.last_activity == cut, s.c.id > last_id),
+                )
+            )
+        rows = conn.execute(query.limit(limit)).all()
+    return usage_frame(rows, catalog, now)
+
+
+@store_operation
+def pool_counters(engine: Engine) -> pd.DataFrame:
+    """Per pool, counted by the database: ``product``, ``license_type``, ``sessions_active``
+    (active sessions holding a license of the pool) and ``denials_total`` (every denial ever
+    recorded: the store never deletes one, so it only grows, as a Prometheus counter must)."""
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        active: dict[int, int] = dict(
+            conn.execute(
+                sa.select(holds_t.c.pool_id, sa.func.count(sa.distinct(holds_t.c.session_id)))
+                .where(holds_t.c.released_at.is_(None))
+                .group_by(holds_t.c.pool_id)
+            ).all()
+        )
+        denied: dict[int, int] = dict(
+            conn.execute(
+                sa.select(denials_t.c.pool_id, sa.func.count()).group_by(denials_t.c.pool_id)
+            ).all()
+        )
+    frame = pd.DataFrame(
+        [
+            (p.product, p.license_type, active.get(p.id, 0), denied.get(p.id, 0))
+            for p in catalog.pools
+        ],
+        columns=["product", "license_type", "sessions_active", "denials_total"],
+    )
+    for column in ("sessions_active", "denials_total"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+@store_operation
+def held_between(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
+    """Holds that overlap [`start`, `end`): ``product``, ``license_type``, ``user``,
+    ``granted_at`` and ``released_at`` (naive UTC; missing while held)."""
+    lo, hi = clock.to_db(start), clock.to_db(end)
+    h = holds_t
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        rows = conn.execute(
+            sa.select(h.c.pool_id, h.c.user_name, h.c.granted_at, h.c.released_at).where(
+                h.c.granted_at < hi, sa.or_(h.c.released_at.is_(None), h.c.released_at > lo)
+            )
+        ).all()
+    pools = {p.id: p for p in catalog.pools}
+    return pd.DataFrame(
+        [
+            (pools[r[0]].product, pools[r[0]].license_type, r[1], r[2], r[3])
+            for r in rows
+            if r[0] in pools
+        ],
+        columns=["product", "license_type", "user", "granted_at", "released_at"],
+    )
+
+
+@store_operation
+def denial_counts(engine: Engine, since: datetime) -> pd.DataFrame:
+    """Denials per pool since `since`: ``product``, ``license_type``, ``denials``."""
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        counts: dict[int, int] = dict(
+            conn.execute(
+                sa.select(denials_t.c.pool_id, sa.func.count())
+                .where(denials_t.c.at >= clock.to_db(since))
+                .group_by(denials_t.c.pool_id)
+            ).all()
+        )
+    return pd.DataFrame(
+        [(p.product, p.license_type, counts.get(p.id, 0)) for p in catalog.pools],
+        columns=["product", "license_type", "denials"],
+    )
+
+
+@store_operation
+def sessions_started_before(engine: Engine, before: datetime) -> pd.DataFrame:
+    """Active sessions started before `before`, oldest first: ``session_id``, ``user``,
+    ``started_at`` (naive UTC)."""
+    s = sessions_t
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(s.c.id, s.c.user_name, s.c.started_at)
+            .where(s.c.ended_at.is_(None), s.c.started_at < clock.to_db(before))
+            .order_by(s.c.started_at, s.c.id)
+        ).all()
+    return pd.DataFrame(rows, columns=["session_id", "user", "started_at"])

@@ -142,6 +142,14 @@ def _app_factory(url: str) -> Any:
     return app
 
 
+def _extra_routes(url: str, auth_provider: Any) -> list[Any]:
+    """The HTTP API (``/api/v1/``) and ``/metrics``, beside the dashboard on the same port."""
+    from .api import routes
+
+    get_user = auth_provider.get_user if auth_provider is not None else None
+    return routes(url, get_user)
+
+
 def serve(options: ServeOptions, *, start: bool = True, show: bool = False) -> Any:
     """Serve the dashboard at ``/`` until stopped; returns the Bokeh server (when not started).
 
@@ -197,6 +205,7 @@ def serve(options: ServeOptions, *, start: bool = True, show: bool = False) -> A
     apps = build_applications({"/": _app_factory(url)}, title=TITLE, server_id=server_id)
     for application in apps.values():
         application.add(auth.SignInRequestHandler())
+    kwargs["extra_patterns"] = _extra_routes(url, kwargs.get("auth_provider"))
     return pn.serve(
         apps,
         port=options.port,

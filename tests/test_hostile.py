@@ -73,9 +73,11 @@ def store_checksum(engine: Engine, columns: dict[str, list[str]] | None = None) 
     columns = store_columns(engine) if columns is None else columns
     with engine.connect() as conn:
         for table, names in columns.items():
-            digest.update(table.encode())
             selected = sa.select(*(sa.column(name) for name in names)).select_from(sa.table(table))
-            for row in sorted(repr(tuple(row)) for row in conn.execute(selected)):
+            rows = sorted(repr(tuple(row)) for row in conn.execute(selected))
+            if rows:  # an empty table digests as one a store of an earlier revision lacks
+                digest.update(table.encode())
+            for row in rows:
                 digest.update(row.encode())
     return digest.hexdigest()
 

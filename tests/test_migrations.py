@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -379,3 +380,25 @@ def test_a_bulk_load_keeps_every_index(store_url):
     assert index_definitions(engine) == before
     assert schema_diff(engine) == []
     engine.dispose()
+
+
+def test_upgrade_from_every_earlier_revision_reaches_the_models_schema(
+    request, store_url, tmp_path
+):
+    from tests.helpers import fresh_pg_schema
+
+    revisions = [script.revision for script in migrations.script_directory().walk_revisions()]
+    assert "0005" in revisions  # API tokens and alert firings
+    for revision in revisions[1:]:  # every revision but the head
+        with ExitStack() as stack:
+            if store_url.startswith("sqlite"):
+                url = f"sqlite:///{tmp_path / f'r{revision}.sqlite'}"
+            else:
+                database = request.getfixturevalue("pg_run_database")
+                url = stack.enter_context(fresh_pg_schema(database))
+            engine = db.create_engine(url)
+            stack.callback(engine.dispose)
+            migrations.upgrade(engine, revision)  # a store made by that release
+            assert revision_of(engine) == revision
+            assert db.upgrade(url) == (revision, migrations.head())
+            assert schema_diff(engine) == []

@@ -186,6 +186,7 @@ def create_app(engine: Engine | str | None = None, identity: Identity | None = N
     lazy = {
         "Utilisation": LazyTab(lambda: _utilisation(engine, explorer)),
         "Audit": LazyTab(lambda: _audit(engine, explorer)),
+        "Alerts": LazyTab(lambda: _alerts(engine, explorer)),
     }
     tabs = pn.Tabs(("Sessions", sessions), *lazy.items(), dynamic=True, sizing_mode="stretch_width")
     by_position = dict(enumerate([None, *lazy.values()]))
@@ -230,3 +231,9 @@ def _audit(engine: Engine, explorer: SessionExplorer) -> pn.viewable.Viewer:
     from .audit import AuditView
 
     return AuditView(engine, zone=explorer.zone)
+
+
+def _alerts(engine: Engine, explorer: SessionExplorer) -> pn.viewable.Viewer:
+    from .alerts import AlertsView  # licusage.app.alerts
+
+    return AlertsView(engine, zone=explorer.zone)

@@ -1,7 +1,8 @@
 """The ``licusage`` command line: a thin layer over the library (see ``licusage --help``).
 
 One module per command group: :mod:`~licusage.cli.store` (demo, sessions, pools, logout, reap),
-:mod:`~licusage.cli.serve`, :mod:`~licusage.cli.db`, :mod:`~licusage.cli.users`; what they share
+:mod:`~licusage.cli.serve`, :mod:`~licusage.cli.db`, :mod:`~licusage.cli.users`, :mod:`~licusage.cli.tokens`,
+:mod:`~licusage.cli.alerts`; what they share
 (``--db``, formats, option types, :func:`fail`) is in :mod:`licusage.cli._common`. A new command
 goes in its group's module and is registered below.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from . import db, imports, serve, store, users
+from . import alerts, db, imports, serve, store, tokens, users
 from ._common import (
     EXIT_BAD_INPUT,
     FORMATS,
@@ -77,5 +78,7 @@ for _command in (
     db.db,
     imports.import_group,
     imports.poll_group,
+    tokens.tokens,
+    alerts.alerts,
 ):
     main.add_command(_command)

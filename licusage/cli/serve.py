@@ -7,10 +7,11 @@ import logging
 import socket
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
-from .. import db
+from .. import alerts, db
 from .. import demo as demo_data
 from ..policy import start_reaper
 from ..server import ServeOptions, check_options
@@ -82,6 +83,21 @@ from ._common import DurationType, db_option, fail, store_url
     metavar="DURATION",
     help="With --reap-every: the idle limit of sessions whose pools have none (e.g. 8h).",
 )
+@click.option(
+    "--alerts",
+    "alerts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Evaluate the alert rules of this TOML file in the server (see docs/alerts.md).",
+)
+@click.option(
+    "--alerts-every",
+    type=DurationType(minimum=timedelta(seconds=1)),
+    default="1m",
+    show_default=True,
+    metavar="DURATION",
+    help="With --alerts: how often to evaluate them.",
+)
 def serve(
     db_url: str | None,
     port: int,
@@ -96,6 +112,8 @@ def serve(
     websocket_origin: tuple[str, ...],
     reap_every: timedelta | None,
     idle_over: timedelta | None,
+    alerts_path: Path | None,
+    alerts_every: timedelta,
 ) -> None:
     """Serve the Session License Usage dashboard (Ctrl-C stops it).
 
@@ -144,8 +162,11 @@ def serve(
     _log_to_console()
     where = "localhost" if address in ("127.0.0.1", "::1") else address
     click.echo(f"Serving Session License Usage at http://{where}:{port}/", err=True)
+    alert_config = alerts.load_config(alerts_path) if alerts_path is not None else None
     if reap_every is not None:  # in this (parent) process: once per host, even with --num-procs
         start_reaper(url, reap_every, idle_over)
+    if alert_config is not None:  # in the parent process too: once per host
+        alerts.start_evaluator(url, alert_config, alerts_every)
     try:
         serve_app(replace(options, url=url, demo=False))
     except OSError as error:

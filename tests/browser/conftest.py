@@ -98,9 +98,11 @@ def start_server(
     panel: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 300.0,  # a loaded 2-core machine can take minutes to import and serve
+    ready_path: str | None = None,
 ) -> ServerProcess:
     """Start ``licusage serve --db store_url --port P *extra_args`` (or, with `panel`,
-    ``panel serve dashboards/session_license_usage.py``) and wait until it answers HTTP 200."""
+    ``panel serve dashboards/session_license_usage.py``) and wait until it answers HTTP 200
+    (at `ready_path`, e.g. ``/api/v1/openapi.json``, when given; else the page)."""
     port = free_port()
     environ = {**os.environ, db.ENV_URL: store_url, "PYTHONUNBUFFERED": "1", **(env or {})}
     if panel:
@@ -124,7 +126,8 @@ def start_server(
         )
     server = ServerProcess(url=url, process=process, log=log)
     deadline = time.monotonic() + timeout
-    while not _answers(url):
+    ready = f"http://127.0.0.1:{port}{ready_path}" if ready_path else url
+    while not _answers(ready):
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
             raise AssertionError(f"server did not start: {command}\n{server.log_text()[-3000:]}")
