@@ -69,6 +69,10 @@ def row_of(page, user: str):
 
 def select_row(page, user: str) -> None:
     page.get_by_role("button", name="Run").click()
+    # the Run replaces the results shown on open: wait until its rows are drawn, or a click on
+    # the old table's checkbox can be lost (seen under load)
+    expect()(page.get_by_role("button", name="Run")).to_be_enabled()
+    page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     row_of(page, user).locator("input[type=checkbox]").click()
     expect()(page.get_by_text("1 selected")).to_be_visible()
 

@@ -248,6 +248,7 @@ def test_a_page_open_before_sign_out_may_not_act_and_is_audited(server, browser_
     expect()(other_tab.get_by_text("You are signed out.")).to_be_visible()
 
     page.get_by_role("button", name="Run").click()
+    page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     row = page.locator(".tabulator-row").filter(
         has=page.locator("[tabulator-field=User]", has_text="carol.100%")
     )
