@@ -91,8 +91,10 @@ def test_quick_run_executes_the_dashboard_cases(tmp_path):
     require(dashboard.available() is None, f"browser cases unavailable: {dashboard.available()}")
     url = f"sqlite:///{tmp_path / 'bench.sqlite'}"
     results = _bench(tmp_path, "--db", url, "--cases", "dashboard,memory")
-    assert len(results["rows"]) == 4
-    _check_rows(results, ("dashboard Run", "served app memory"))
+    assert (
+        len(results["rows"]) == 6
+    )  # page open and Run, each at the store's size and 1M, Run settled, memory
+    _check_rows(results, ("dashboard page open", "dashboard Run", "served app memory"))
 
 
 def test_refuses_to_overwrite_a_store_it_did_not_build(tmp_path, capsys):
