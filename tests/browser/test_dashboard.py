@@ -7,6 +7,7 @@ import re
 import pytest
 
 from licusage import queries
+from licusage.app.auth import WRONG_PASSWORD
 from tests.browser.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -241,7 +242,7 @@ def test_sign_in_page_is_local_and_refuses_a_wrong_password(server, browser_page
     page.locator("#username").fill(ADMIN)
     page.locator("#password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
-    expect()(page.get_by_role("alert")).to_have_text("Invalid username or password!")
+    expect()(page.get_by_role("alert")).to_have_text(WRONG_PASSWORD)
     assert page.get_by_role("button", name="Run").count() == 0
     page.locator("#username").fill(ADMIN)
     page.locator("#password").fill(ADMIN_PASSWORD)
