@@ -94,6 +94,15 @@ def test_options_follow_the_catalogue(sqlite_engine, ids, notes):
     assert inputs[RO].options == [catalog.CONCURRENT_USER]
 
 
+def test_enter_in_a_text_filter_sends_value_and_value_input_at_once(sqlite_engine, ids, notes):
+    # what the browser sends on Enter: both properties in one change (one watcher call)
+    tab = make_tab(sqlite_engine, notes)
+    tab.options.host_input.param.update(value="ws-bob", value_input="ws-bob")
+    tab.options.user_input.param.update(value="bob", value_input="bob")
+    assert (tab.explorer.host, tab.explorer.user) == ("ws-bob", "bob")
+    assert "host='ws-bob'" in tab.options.code.value
+
+
 def test_run_with_user_and_license_type(sqlite_engine, ids, notes):
     tab = make_tab(sqlite_engine, notes)
     tab.options.user_input.value_input = "ALICE"

@@ -6,7 +6,6 @@ views hold widgets only, the explorer holds the state and talks to the store.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -20,6 +19,7 @@ from panel.viewable import Viewer
 
 from ..actions import ADMIN
 from . import format as fmt
+from .text import escaped, plain_html
 from .explorer import IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, LogoutPreview, SessionExplorer, plural
 
 REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
@@ -72,15 +72,16 @@ class OptionsView(Viewer):
     def _show_code(self, *_: Any) -> None:
         """Echo the filter the server holds, as the notebook call that gives the same rows,
         behind a small "Use in a notebook" disclosure."""
-        code = html.escape(self._ex.filter_code())
+        code = escaped(self._ex.filter_code())
         self.code.value = (
             '<details><summary style="font-size: 12px; color: #555">Use in a notebook</summary>'
             f'<code title="The same rows in a notebook">{code}</code></details>'
         )
 
-    def _text_changed(self, name: str, event: param.parameterized.Event) -> None:
+    def _text_changed(self, name: str, *events: param.parameterized.Event) -> None:
+        # the browser sends value and value_input in one batch on Enter: one call, both events
         if not self._syncing:
-            setattr(self._ex, name, event.new or "")
+            setattr(self._ex, name, events[-1].new or "")
 
     def _idle_changed(self, event: param.parameterized.Event) -> None:
         if not self._syncing:
@@ -231,9 +232,6 @@ def text(value: str = "", **params: Any) -> pn.widgets.StaticText:
     return pn.widgets.StaticText(value=value, **params)
 
 
-def _plain(value: object) -> str:
-    """Stored text shown as text: escaped, so it cannot add markup."""
-    return html.escape(str(value))
 
 
 class LogoutDialog(Viewer):
@@ -268,13 +266,13 @@ class LogoutDialog(Viewer):
         """Show the dialog for `preview`."""
         self.preview = preview
         # names come from the store: shown as plain text, never as markup
-        parts = [_plain(preview.text())]
+        parts = [plain_html([preview.text()])]
         if preview.sessions is not None and len(preview.sessions):
             rows = ["<tr><th>User</th><th>Host</th><th>ID</th></tr>"]
             for session_id, user, host in preview.sessions.itertuples(index=False):
                 host_text = "" if host is None or host is pd.NA else str(host)
                 rows.append(
-                    f"<tr><td>{_plain(user)}</td><td>{_plain(host_text)}</td>"
+                    f"<tr><td>{escaped(user)}</td><td>{escaped(host_text)}</td>"
                     f"<td>{int(session_id)}</td></tr>"
                 )
             parts.append('<table class="licusage-targets">' + "".join(rows) + "</table>")
@@ -287,7 +285,7 @@ class LogoutDialog(Viewer):
             parts.append(
                 "This frees:<ul>"
                 + "".join(
-                    f"<li>{_plain(row.product)} · {_plain(row.license_type)}: {row.count:,}</li>"
+                    f"<li>{escaped(row.product)} · {escaped(row.license_type)}: {row.count:,}</li>"
                     for row in preview.licenses.itertuples(index=False)
                 )
                 + "</ul>"
