@@ -19,8 +19,8 @@ from panel.viewable import Viewer
 
 from ..actions import ADMIN
 from . import format as fmt
-from .text import escaped, plain_html
 from .explorer import IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, LogoutPreview, SessionExplorer, plural
+from .text import escaped, plain_html
 
 REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
 EMPTY = "No active sessions match"
@@ -230,8 +230,6 @@ def text(value: str = "", **params: Any) -> pn.widgets.StaticText:
     """A line of HTML (built by this module, stored text escaped): a plain Bokeh ``Div``, so
     the page needs no Markdown renderer nor MathJax bundle."""
     return pn.widgets.StaticText(value=value, **params)
-
-
 
 
 class LogoutDialog(Viewer):
