@@ -25,7 +25,7 @@ from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
 from .sessions import check_session_id, id_conditions
 from .validation import lenient_identity
 
-BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle"]
+BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle", "source"]
 MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
 
 
@@ -75,7 +75,7 @@ def host_condition(host: str | None) -> sa.ColumnElement[bool] | None:
     return sessions_t.c.host.icontains(needle, autoescape=True)
 
 
-SORT_KEYS = ("session_id", "user", "host", "started_at", "last_activity", "idle")
+SORT_KEYS = ("session_id", "user", "host", "started_at", "last_activity", "idle", "source")
 
 
 def _check_sort(sort: Sequence[tuple[str, bool]] | None, products: Collection[str]) -> None:
@@ -101,6 +101,8 @@ class SessionFilter:
       :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`).
     - `idle_over`: keep sessions whose last activity is at least this long ago.
     - `host`: case-insensitive substring of the client host, every character literal.
+    - `source`: where the sessions came from, exactly: ``"app"`` (the application API) or the
+      name of a license server given at import (``--server NAME``).
 
     :func:`session_usage`, :func:`session_usage_page` and :func:`session_usage_counts` take one
     (or the same three keyword arguments); :meth:`code` is the notebook line that reproduces it.
@@ -111,12 +113,15 @@ class SessionFilter:
     license_types: Mapping[str, Collection[str] | None] | None = None
     idle_over: timedelta | None = None
     host: str | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.user is not None and not isinstance(self.user, str):
             raise InvalidInput(f"user filter must be text, not {self.user!r}")
         if self.host is not None and not isinstance(self.host, str):
             raise InvalidInput(f"host filter must be text, not {self.host!r}")
+        if self.source is not None and (not isinstance(self.source, str) or not self.source):
+            raise InvalidInput(f"source filter must be a source's name, not {self.source!r}")
         if self.idle_over is not None:
             object.__setattr__(self, "idle_over", _check_timedelta(self.idle_over, "idle_over"))
         if self.license_types is not None:
@@ -139,7 +144,7 @@ class SessionFilter:
 
     def __hash__(self) -> int:
         types = None if self.license_types is None else tuple(self.license_types.items())
-        return hash((self.user, types, self.idle_over, self.host))
+        return hash((self.user, types, self.idle_over, self.host, self.source))
 
     @classmethod
     def of(
@@ -150,13 +155,20 @@ class SessionFilter:
         license_types: Mapping[str, Collection[str] | None] | None = None,
         idle_over: timedelta | None = None,
         host: str | None = None,
+        source: str | None = None,
     ) -> SessionFilter:
         """`where`, else a filter of the keyword arguments (not both)."""
         if where is None:
-            return cls(user=user, license_types=license_types, idle_over=idle_over, host=host)
+            return cls(
+                user=user,
+                license_types=license_types,
+                idle_over=idle_over,
+                host=host,
+                source=source,
+            )
         if not isinstance(where, SessionFilter):
             raise InvalidInput(f"the filter must be a SessionFilter, not {where!r}")
-        if any(v is not None for v in (user, license_types, idle_over, host)):
+        if any(v is not None for v in (user, license_types, idle_over, host, source)):
             raise InvalidInput("give a SessionFilter or keyword filters, not both")
         return where
 
@@ -174,6 +186,8 @@ class SessionFilter:
         }
         if self.host is not None:
             kwargs["host"] = self.host
+        if self.source is not None:
+            kwargs["source"] = self.source
         return kwargs
 
     def code(self, call: str = "queries.session_usage", max_user: int = 60) -> str:
@@ -229,6 +243,8 @@ class SessionFilter:
         for condition in (user_condition(self.user), host_condition(self.host)):
             if condition is not None:
                 conditions.append(condition)
+        if self.source is not None:
+            conditions.append(s.c.source == self.source)
         if self.idle_over is not None:
             try:
                 cutoff = clock.to_db(now - self.idle_over)
@@ -278,6 +294,7 @@ def _usage_select(
         s.c.host,
         ts(s.c.started_at).label("started_at"),
         ts(s.c.last_activity).label("last_activity"),
+        s.c.source,
         *(hold.c.license_type_id.label(f"p{i}") for i, hold in enumerate(holds)),
     ]
     type_names = catalog.type_names()
@@ -293,6 +310,7 @@ def _usage_select(
         "started_at": s.c.started_at,
         "last_activity": s.c.last_activity,
         "idle": s.c.last_activity,  # idle longest first = last activity oldest first
+        "source": s.c.source,
         **product_columns,
     }
     order: list[sa.ColumnElement] = []
@@ -316,6 +334,7 @@ def session_usage(
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
     host: str | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """The active sessions matching the filter, oldest last activity first.
 
@@ -327,13 +346,19 @@ def session_usage(
       :class:`~licusage.errors.UnknownProduct` / :class:`~licusage.errors.UnknownLicenseType`.
     - `idle_over`: keep sessions whose last activity is at least this long ago.
     - `host`: case-insensitive substring of the client host, the same way; blank = all.
+    - `source`: ``"app"`` or a license server's name, exactly.
 
     Columns: ``session_id``, ``user``, ``host``, ``started_at`` and ``last_activity`` (UTC),
-    ``idle`` (Timedelta), then one column per product of the catalogue, named as the product,
+    ``idle`` (Timedelta), ``source`` (``app`` or the license server's name), then one column per product of the catalogue, named as the product,
     holding the license type held (missing when the session holds none of that product).
     """
     where = SessionFilter.of(
-        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+        where,
+        user=user,
+        license_types=license_types,
+        idle_over=idle_over,
+        host=host,
+        source=source,
     )
     now = clock.now()
     with engine.connect() as conn:
@@ -345,7 +370,7 @@ def session_usage(
 def usage_frame(rows: Sequence[Any], catalog: Catalog, now: datetime) -> pd.DataFrame:
     """Build session_usage's DataFrame from rows of :func:`_usage_select`."""
     product_names = list(catalog.products)
-    raw_columns = BASE_COLUMNS[:5] + [f"p{i}" for i in range(len(product_names))]
+    raw_columns = [*BASE_COLUMNS[:5], "source"] + [f"p{i}" for i in range(len(product_names))]
     # plain tuples: pandas probes each SQLAlchemy Row with hasattr(), which costs an exception
     # per row (4x the time of the whole conversion at 100k rows)
     records = [tuple(row) for row in rows]
@@ -357,6 +382,7 @@ def usage_frame(rows: Sequence[Any], catalog: Catalog, now: datetime) -> pd.Data
     frame["started_at"] = convert(frame["started_at"])
     frame["last_activity"] = convert(frame["last_activity"])
     frame.insert(5, "idle", pd.Timestamp(now) - frame["last_activity"])
+    frame["source"] = frame["source"].astype("string")
     type_names = catalog.type_names()
     for position, name in enumerate(product_names):
         frame[name] = frame.pop(f"p{position}").map(type_names).astype("string")
@@ -546,6 +572,7 @@ def session_usage_page(
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
     host: str | None = None,
+    source: str | None = None,
     offset: int = 0,
     limit: int = 25,
     sort: Sequence[tuple[str, bool]] | None = None,
@@ -562,7 +589,12 @@ def session_usage_page(
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
     where = SessionFilter.of(
-        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+        where,
+        user=user,
+        license_types=license_types,
+        idle_over=idle_over,
+        host=host,
+        source=source,
     )
     now = clock.now()
     with engine.connect() as conn:
@@ -584,11 +616,17 @@ def session_usage_ids(
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
     host: str | None = None,
+    source: str | None = None,
 ) -> list[int]:
     """The session ids of :func:`session_usage` with the same filter, in its order: what
     "select all matching" acts on (ids only, read by the database)."""
     where = SessionFilter.of(
-        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+        where,
+        user=user,
+        license_types=license_types,
+        idle_over=idle_over,
+        host=host,
+        source=source,
     )
     now = clock.now()
     with engine.connect() as conn:
@@ -604,6 +642,7 @@ def iter_session_usage(
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
     host: str | None = None,
+    source: str | None = None,
     batch_size: int = 10_000,
 ) -> Iterator[pd.DataFrame]:
     """:func:`session_usage` in DataFrames of at most `batch_size` rows, read from one
@@ -611,7 +650,12 @@ def iter_session_usage(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput(f"batch_size must be a whole number >= 1, not {batch_size!r}")
     where = SessionFilter.of(
-        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+        where,
+        user=user,
+        license_types=license_types,
+        idle_over=idle_over,
+        host=host,
+        source=source,
     )
     now = clock.now()
     try:
@@ -640,11 +684,17 @@ def session_usage_counts(
     license_types: Mapping[str, Collection[str]] | None = None,
     idle_over: timedelta | None = None,
     host: str | None = None,
+    source: str | None = None,
 ) -> tuple[int, int]:
     """(sessions, distinct users) of :func:`session_usage` with the same filter, counted by
     the database (no rows fetched)."""
     where = SessionFilter.of(
-        where, user=user, license_types=license_types, idle_over=idle_over, host=host
+        where,
+        user=user,
+        license_types=license_types,
+        idle_over=idle_over,
+        host=host,
+        source=source,
     )
     now = clock.now()
     s = sessions_t

@@ -220,7 +220,7 @@ def test_logout_dialog_then_logout(sqlite_engine, ids, notes):
     dialog = tab.dialog
     assert dialog.modal.open
     text = dialog.message.value
-    assert "Log out 2 sessions of 2 users (bob.o&#x27;brien, erin.smith)?" in text
+    assert "Log out 2 sessions of 2 users (bob.o'brien, erin.smith)?" in text
     assert f"<td>{ids['erin.smith']}</td>" in text  # few sessions: listed with their ids
     assert f"{CM} · {catalog.CONCURRENT_USER}: 2" in text
     dialog.logout_button.clicks += 1

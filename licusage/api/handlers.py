@@ -34,7 +34,6 @@ from ..errors import (
     UnknownLicenseType,
     UnknownProduct,
 )
-from ..models import sessions_t
 from . import schemas
 from .errors import ApiError, error_body, invalid, validation_error
 
@@ -338,8 +337,6 @@ class SessionsHandler(ApiHandler):
 
 def session_filter(spec: schemas.SessionFilterModel) -> queries.SessionFilter:
     """The dashboard's :class:`~licusage.queries.SessionFilter` of the API's filter."""
-    if spec.source is not None and "source" not in sessions_t.c:
-        raise invalid("source", "this store has no session sources yet")
     license_types: dict[str, list[str]] = {}
     for value in spec.license:
         product, _, license_type = value.partition("=")
@@ -350,6 +347,8 @@ def session_filter(spec: schemas.SessionFilterModel) -> queries.SessionFilter:
         user=spec.user,
         license_types=license_types or None,
         idle_over=parse_duration(spec.idle_over) if spec.idle_over else None,
+        host=spec.host or None,
+        source=spec.source or None,
     )
 
 
@@ -367,6 +366,7 @@ def session_records(frame: pd.DataFrame) -> list[schemas.SessionRecord]:
                 started_at=values["started_at"].to_pydatetime(),
                 last_activity=values["last_activity"].to_pydatetime(),
                 idle_seconds=max(values["idle"].total_seconds(), 0.0),
+                source=str(values["source"]),
                 licenses={p: str(values[p]) for p in products if not pd.isna(values[p])},
             )
         )

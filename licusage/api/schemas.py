@@ -73,12 +73,16 @@ class EndResponse(BaseModel):
 
 class SessionFilterModel(_Strict):
     """The dashboard's filter: user substring, license types (``PRODUCT=TYPE``, all products
-    must match, several types of one product: any of them), idle at least `idle_over`."""
+    must match, several types of one product: any of them), idle at least `idle_over`, host
+    substring, `source` (``app`` or a license server's name, exactly)."""
 
     user: Annotated[str, Field(max_length=1000)] | None = None
     license: list[Annotated[str, Field(max_length=401)]] = Field(default_factory=list)
     idle_over: str | None = Field(default=None, description="a duration such as 45m, 2h, 1d")
-    source: Annotated[str, Field(max_length=200)] | None = None
+    host: Annotated[str, Field(max_length=200)] | None = None
+    source: (
+        Annotated[str, Field(max_length=200, description="app, or a license server's name")] | None
+    ) = None
 
     @field_validator("idle_over")
     @classmethod
@@ -114,6 +118,7 @@ class SessionRecord(BaseModel):
     started_at: datetime
     last_activity: datetime
     idle_seconds: float
+    source: str
     licenses: dict[str, str]
 
 

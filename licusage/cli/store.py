@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .. import actions, durations, queries
 from .. import demo as demo_data
+from ..models import APP_SOURCE
 from ..validation import describe
 from ._common import (
     CliError,
@@ -128,12 +129,20 @@ def demo(
     type=DurationType(),
     help="Only sessions idle at least this long (30s, 45m, 2h, 1d, 1h30m).",
 )
+@click.option("--host", metavar="TEXT", help="Part of the client host name (any case).")
+@click.option(
+    "--source",
+    metavar="NAME",
+    help="Only sessions from this source: app, or a license server's --server name.",
+)
 @format_option
 @db_option
 def sessions(
     user: str | None,
     licenses: tuple[str, ...],
     idle_over: timedelta | None,
+    host: str | None,
+    source: str | None,
     output_format: str,
     db_url: str | None,
 ) -> None:
@@ -143,12 +152,18 @@ def sessions(
     Examples:
       licusage sessions --license "Case Management=Concurrent User"
       licusage sessions --user smith --idle-over 2h --format json
+      licusage sessions --source autodesk
     """
     license_types = parse_license_options(licenses)
     engine = open_store(db_url)
     try:
         frame = queries.session_usage(
-            engine, user=user, license_types=license_types, idle_over=idle_over
+            engine,
+            user=user,
+            license_types=license_types,
+            idle_over=idle_over,
+            host=host or None,
+            source=source or None,
         )
     finally:
         engine.dispose()
@@ -159,7 +174,10 @@ def sessions(
         write_csv(records, [str(c) for c in frame.columns])
     else:
         products = [str(c) for c in frame.columns[len(queries.BASE_COLUMNS) :]]
-        headers = ["ID", "User", "Host", "Started", "Last Activity", "Idle", *products]
+        # the source only when a license server is among them (an app-only store has one)
+        with_source = bool((frame["source"] != APP_SOURCE).any())
+        headers = ["ID", "User", "Host", "Started", "Last Activity", "Idle"]
+        headers += ["Source"] * with_source + products
         rows = [
             [
                 str(r["session_id"]),
@@ -168,6 +186,7 @@ def sessions(
                 local_time(r["started_at"]),
                 local_time(r["last_activity"]),
                 durations.format_duration(r["idle"]),
+                *[r["source"]] * with_source,
                 *(r[p] if isinstance(r[p], str) else "" for p in products),
             ]
             for r in frame.to_dict("records")
