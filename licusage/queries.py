@@ -262,7 +262,8 @@ def _timestamps(values: pd.Series) -> pd.Series:
         parsed = pd.to_datetime(values, format="ISO8601")
     else:
         parsed = pd.to_datetime(values)
-    return parsed.dt.tz_localize("UTC")
+    # microseconds on every pandas (2.x parses to nanoseconds, 3.x to microseconds)
+    return parsed.dt.tz_localize("UTC").astype("datetime64[us, UTC]")
 
 
 def _empty_timestamps(values: pd.Series) -> pd.Series:
