@@ -7,7 +7,7 @@ never deletes, and writes one audit event per session ended, naming the actor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +29,7 @@ from .sessions import (
     lock_all_pools,
     write_time,
 )
+from .sources.remove import remove_on_servers
 from .validation import check_actor, check_time, identity_of
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,14 @@ ROLES = (ADMIN, VIEWER)
 @dataclass(frozen=True)
 class LogoutResult:
     """Which of the requested ids this call ended, which had ended before, which do not exist,
-    and which were spared (the actor's own sessions, when asked to spare them)."""
+    which were spared (the actor's own sessions, when asked to spare them), and which license
+    server sessions stay because their server's removal failed (id -> why)."""
 
     logged_out: tuple[int, ...] = ()
     already_ended: tuple[int, ...] = ()
     unknown: tuple[int, ...] = ()
     spared: tuple[int, ...] = ()
+    not_removed: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ def logout_sessions(
     ``unknown``. With `spare_own`, sessions of the user named `actor` are left running and
     reported in ``spared`` (compared by identity: ``Alice`` spares ``alice``'s). Malformed input raises :class:`~licusage.errors.InvalidInput` and
     changes nothing.
+
+    A session read from a license server is first removed on the server by its removal command
+    (:mod:`licusage.sources.remove`, before the transaction: a server is not kept waiting inside
+    it); when that fails it stays active, is reported in ``not_removed`` with the reason, and
+    the failure is audited (action ``logout_failed``).
     """
     ids = _check_ids(session_ids)
     actor = check_actor(actor)
@@ -89,6 +97,16 @@ def logout_sessions(
     if not ids:
         return LogoutResult()
     me = identity_of(actor)
+    with engine.connect() as conn:
+        mine = set()
+        if spare_own:
+            for id_in in id_conditions(conn, sessions_t.c.id, ids):
+                mine.update(
+                    conn.execute(
+                        sa.select(sessions_t.c.id).where(id_in, sessions_t.c.user_key == me)
+                    ).scalars()
+                )
+    not_removed = remove_on_servers(engine, [i for i in ids if i not in mine])
     with write(engine) as conn:
         known: dict[int, str] = {}  # id -> the user's identity
         for id_in in id_conditions(conn, sessions_t.c.id, ids):
@@ -96,14 +114,24 @@ def logout_sessions(
                 conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_key).where(id_in)).all()
             )
         spared = [i for i in ids if spare_own and known.get(i) == me]
-        targets = [i for i in ids if i in known and i not in set(spared)]
+        targets = [i for i in ids if i in known and i not in set(spared) and i not in not_removed]
         ended = end_sessions(conn, targets, actor=actor, reason=reason, at=at, origin=origin)
+        for session_id, why in not_removed.items():
+            record_audit(
+                conn,
+                actor=actor,
+                action="logout_failed",
+                origin=origin,
+                session_id=session_id,
+                detail={"reason": why},
+            )
     ended_set = set(ended)
     result = LogoutResult(
         logged_out=tuple(ended),
         already_ended=tuple(i for i in targets if i not in ended_set),
         unknown=tuple(i for i in ids if i not in known),
         spared=tuple(spared),
+        not_removed=dict(not_removed),
     )
     log.info(
         "logout by %s (%s): %d sessions ended, %d already ended, %d unknown, %d spared",

@@ -224,6 +224,7 @@ def test_admin_logout_by_ids_and_by_filter_is_audited_with_the_caller(api):
             "already_ended": [],
             "unknown": [2_000_000_000],
             "spared": [],
+            "not_removed": {},
         }
         by_filter = admin.post("/api/v1/logout", json={"filter": {"user": "filtered.one"}})
         assert by_filter.json()["logged_out"] == [other]

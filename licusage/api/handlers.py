@@ -511,6 +511,7 @@ class LogoutHandler(ApiHandler):
             already_ended=list(result.already_ended),
             unknown=list(result.unknown),
             spared=list(result.spared),
+            not_removed={str(i): why for i, why in result.not_removed.items()},
         )
 
 

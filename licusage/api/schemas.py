@@ -193,6 +193,10 @@ class LogoutResponse(BaseModel):
     already_ended: list[int]
     unknown: list[int]
     spared: list[int]
+    not_removed: dict[str, str] = Field(
+        default_factory=dict,
+        description="license-server sessions kept because the server's removal failed: id -> why",
+    )
 
 
 class FieldError(BaseModel):

@@ -691,4 +691,6 @@ def logout_message(result: actions.LogoutResult) -> str:
         )
     if result.unknown:
         parts.append(f"{len(result.unknown):,} no longer exist.")
+    for session_id, why in list(result.not_removed.items())[:3]:
+        parts.append(f"Session {session_id} is still logged in: {why}.")
     return " ".join(parts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from . import alerts, db, imports, serve, store, tokens, users
+from . import alerts, db, imports, serve, servers, store, tokens, users
 from ._common import (
     EXIT_BAD_INPUT,
     FORMATS,
@@ -78,6 +78,7 @@ for _command in (
     db.db,
     imports.import_group,
     imports.poll_group,
+    servers.servers,
     tokens.tokens,
     alerts.alerts,
 ):

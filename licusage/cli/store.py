@@ -316,7 +316,7 @@ def logout(session_ids: tuple[int, ...], actor: str | None, yes: bool, db_url: s
         engine.dispose()
     # the preview already said which were ended or unknown: say it once
     _report_logout(result, previewed=not yes)
-    if result.unknown:
+    if result.unknown or result.not_removed:
         sys.exit(1)
 
 
@@ -337,6 +337,8 @@ def _report_logout(result: actions.LogoutResult, previewed: bool = False) -> Non
         click.echo(f"Already ended: {listed(result.already_ended)}")
     if result.unknown and not previewed:
         click.echo(f"Unknown: {listed(result.unknown)}")
+    for session_id, why in result.not_removed.items():
+        click.echo(f"Not logged out: {session_id}: {describe(why)}", err=True)
 
 
 @click.command()
