@@ -67,7 +67,8 @@ def test_logout_runs_the_removal_per_checkout_then_ends_the_session(engine, tmp_
     path = FIXTURES / "lmstat-1.txt"
     import_lmstat(engine, read_text(str(path)), server="lic1", source=str(path))
     again = queries.session_usage(engine, user="ana")
-    assert len(again) == 1 and int(again["session_id"].item()) != ids["ana"]
+    assert len(again) == 1
+    assert int(again["session_id"].item()) != ids["ana"]
     with engine.connect() as conn:
         ended = conn.execute(
             sa.select(sessions_t.c.ended_by, sessions_t.c.end_reason).where(
@@ -139,7 +140,9 @@ def test_cli_sets_lists_and_refuses(sqlite_engine, sqlite_url, tmp_path):
     )
     assert done.exit_code == 0, done.output
     listed = runner.invoke(main, ["servers", "list", "--db", sqlite_url])
-    assert "lic1" in listed.stdout and "flexlm" in listed.stdout and "lmremove" in listed.stdout
+    assert "lic1" in listed.stdout
+    assert "flexlm" in listed.stdout
+    assert "lmremove" in listed.stdout
     before = store_checksum(sqlite_engine)
     for args, message in [
         (["set-remove-command", "nope", "x"], "no license server named 'nope'"),
@@ -148,7 +151,8 @@ def test_cli_sets_lists_and_refuses(sqlite_engine, sqlite_url, tmp_path):
     ]:
         bad = runner.invoke(main, ["servers", *args, "--db", sqlite_url])
         assert bad.exit_code == 2, bad.output
-        assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+        assert message in bad.stderr
     assert store_checksum(sqlite_engine) == before
     # a removal that fails: exit 1, the reason on stderr, the session still active
     runner.invoke(
@@ -166,5 +170,6 @@ def test_cli_sets_lists_and_refuses(sqlite_engine, sqlite_url, tmp_path):
         main, ["logout", str(ids["bo"]), "--yes", "--actor", "ada.admin", "--db", sqlite_url]
     )
     assert out.exit_code == 1, out.output
-    assert f"Not logged out: {ids['bo']}: " in out.stderr and "not authorized" in out.stderr
+    assert f"Not logged out: {ids['bo']}: " in out.stderr
+    assert "not authorized" in out.stderr
     assert ids["bo"] in set(queries.session_usage(sqlite_engine)["session_id"])
