@@ -16,6 +16,7 @@ from .. import demo as demo_data
 from ..policy import start_reaper
 from ..server import ServeOptions, check_options
 from ..server import serve as serve_app
+from ..sources.poll import PollTarget, start_poller
 from ._common import DurationType, db_option, fail, store_url
 
 
@@ -98,6 +99,22 @@ from ._common import DurationType, db_option, fail, store_url
     metavar="DURATION",
     help="With --alerts: how often to evaluate them.",
 )
+@click.option(
+    "--poll",
+    "polls",
+    multiple=True,
+    metavar="NAME=COMMAND",
+    help='Poll a FlexLM server inside the server: NAME="lmutil lmstat -a -c 27000@host" '
+    "(repeat for several; see docs/sources.md).",
+)
+@click.option(
+    "--poll-every",
+    type=DurationType(minimum=timedelta(seconds=1)),
+    default="1m",
+    show_default=True,
+    metavar="DURATION",
+    help="With --poll: how often to poll.",
+)
 def serve(
     db_url: str | None,
     port: int,
@@ -114,6 +131,8 @@ def serve(
     idle_over: timedelta | None,
     alerts_path: Path | None,
     alerts_every: timedelta,
+    polls: tuple[str, ...],
+    poll_every: timedelta,
 ) -> None:
     """Serve the Session License Usage dashboard (Ctrl-C stops it).
 
@@ -139,6 +158,7 @@ def serve(
         trust_proxy=trust_proxy,
     )
     check_options(options)
+    poll_targets = [PollTarget.parse(text) for text in polls]
     if idle_over is not None and reap_every is None:
         fail("--idle-over needs --reap-every (how often to apply it)")
     # everything that can fail is checked before "Serving" is announced: the store, the port
@@ -167,6 +187,8 @@ def serve(
         start_reaper(url, reap_every, idle_over)
     if alert_config is not None:  # in the parent process too: once per host
         alerts.start_evaluator(url, alert_config, alerts_every)
+    if poll_targets:  # in the parent process too: once per host
+        start_poller(url, poll_targets, poll_every)
     try:
         serve_app(replace(options, url=url, demo=False))
     except OSError as error:

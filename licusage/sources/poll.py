@@ -6,13 +6,21 @@ time limit: a command that hangs is killed and reported, and changes nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
 import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
-from ..errors import InvalidInput
+from .. import db
+from ..errors import InvalidInput, LicusageError
+from .lmstat import import_lmstat
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 
@@ -55,3 +63,96 @@ def run_command(command: str, timeout: timedelta = DEFAULT_TIMEOUT) -> str:
             + (f": {reason[0]}" if reason else "")
         )
     return output
+
+
+@dataclass(frozen=True)
+class PollTarget:
+    """One license server to poll: its name and its ``lmstat -a`` command."""
+
+    server: str
+    command: str
+
+    @classmethod
+    def parse(cls, text: str) -> PollTarget:
+        """``NAME=COMMAND`` (as ``serve --poll`` takes it); InvalidInput when malformed."""
+        server, sep, command = text.partition("=")
+        if not sep or not server.strip() or not command.strip():
+            raise InvalidInput(
+                f"--poll takes NAME=COMMAND, e.g. lic1='lmutil lmstat -a -c 27000@lic1', "
+                f"not {text!r}"
+            )
+        argv = shlex.split(command) if command.strip() else []
+        if not argv:
+            raise InvalidInput(f"the command of {server.strip()!r} is empty")
+        return cls(server.strip(), command.strip())
+
+
+class Poller(threading.Thread):
+    """A daemon thread that polls each target every `every` and reconciles the store at `url`
+    with its snapshot; a failure (a command that fails or hangs, a server down) is logged and
+    changes nothing, and the next period tries again."""
+
+    def __init__(
+        self,
+        url: str | None,
+        targets: Sequence[PollTarget],
+        every: timedelta,
+        timeout: timedelta = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(name="licusage-poll", daemon=True)
+        if not isinstance(every, timedelta) or every < timedelta(seconds=1):
+            raise InvalidInput(f"the poll period must be at least 1s, not {every!r}")
+        self.url = db.resolve_url(url)
+        self.targets = list(targets)
+        self.every = every
+        self.timeout = timeout
+        self.last_error: dict[str, str | None] = {t.server: None for t in self.targets}
+        self.polls = 0
+        self._stop_event = threading.Event()
+
+    def poll_once(self) -> None:
+        """Poll every target once now."""
+        engine = db.connect(self.url)
+        try:
+            for target in self.targets:
+                try:
+                    text = run_command(target.command, self.timeout)
+                    result = import_lmstat(
+                        engine, text, server=target.server, source=f"poll of {target.server}"
+                    )
+                except LicusageError as error:  # a server down, a failed or hung command
+                    self.last_error[target.server] = str(error)
+                    log.warning("poll %s: %s", target.server, error)
+                    continue
+                self.last_error[target.server] = None
+                log.info(
+                    "poll %s: %d checkouts, %d check-ins",
+                    target.server,
+                    result.counts.checkouts,
+                    result.counts.checkins,
+                )
+        finally:
+            engine.dispose()
+        self.polls += 1
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling; the next period retries
+                log.exception("poll: unexpected error")
+            if self._stop_event.wait(self.every.total_seconds()):
+                break
+
+    def stop(self, timeout: float | None = 10) -> None:
+        """Stop after the poll under way."""
+        self._stop_event.set()
+        self.join(timeout)
+
+
+def start_poller(url: str | None, targets: Sequence[PollTarget], every: timedelta) -> Poller:
+    """Start polling `targets` every `every` in this process; returns the thread."""
+    poller = Poller(url, targets, every)
+    poller.start()
+    log.info("polling %s every %s", ", ".join(t.server for t in targets), every)
+    return poller
