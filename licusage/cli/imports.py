@@ -14,6 +14,7 @@ from ..sources.flexlm_log import ImportResult, import_flexlm_log
 from ..sources.lmstat import ServerDown, SnapshotResult, import_lmstat, read_text
 from ..sources.mapping import read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
+from ..sources.rlm_log import import_rlm_log
 from ._common import DurationType, db_option, open_store
 
 EXIT_SERVER_DOWN = 1
@@ -72,6 +73,44 @@ def flexlm_log(
     engine = open_store(db_url)
     try:
         result = import_flexlm_log(
+            engine,
+            list(files),
+            server=server,
+            mapping=feature_map,
+            timezone=timezone,
+            progress=_progress(progress),
+        )
+    finally:
+        engine.dispose()
+    _report(result)
+
+
+@import_group.command("rlm-log")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
+@click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
+@click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
+@click.option("--timezone", metavar="TZ", help=TZ_HELP)
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
+)
+@db_option
+def rlm_log(
+    files: tuple[str, ...],
+    server: str,
+    mapping: str | None,
+    timezone: str | None,
+    progress: bool | None,
+    db_url: str | None,
+) -> None:
+    """Import RLM report logs (an ISV server's REPORTLOG); again later to add what they gained.
+
+    Example:
+      licusage import rlm-log /var/rlm/acme.rl --server rlm1 --timezone Europe/Paris
+    """
+    feature_map = read_mapping(mapping)
+    engine = open_store(db_url)
+    try:
+        result = import_rlm_log(
             engine,
             list(files),
             server=server,
