@@ -79,7 +79,7 @@ def trail_frame(events: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
             "Actor": events["actor"].astype(object).to_numpy(),
             "Action": events["action"].astype(object).to_numpy(),
             "User": events["user"].fillna("").astype(object).to_numpy(),
-            "Session": events["session_id"].astype("Int64").astype(object).fillna("").to_numpy(),
+            "Session": events["session_id"].astype("Int64").to_numpy(dtype=object, na_value=""),
             "Reason": events["reason"].fillna("").astype(object).to_numpy(),
             "Licenses freed": [freed for freed, _ in described],
             "Details": [details for _, details in described],
