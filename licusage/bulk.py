@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex
 from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
-from . import catalog, clock
+from . import catalog, clock, rollup
 from .db import is_sqlite, store_operation
 from .demo import DemoSummary, _seat_count, user_names
 from .errors import InvalidInput
@@ -578,7 +578,7 @@ def _load_sqlite(engine: Engine, tables: list[_Rows], step: Callable[[int], obje
                 raise InvalidInput(
                     "the store already holds sessions; a large store needs an empty one"
                 )
-            for statement in drops:
+            for statement in (*rollup.INVALIDATE_SQL, *drops):
                 cursor.execute(statement)
             for rows in tables:
                 marks = ", ".join("?" * len(rows.columns))
@@ -649,7 +649,7 @@ def _load_postgres(engine: Engine, tables: list[_Rows], step: Callable[[int], ob
                 if row is not None and row[0]:
                     drops.append(trigram.DROP_INDEX)
                     creates.append(row[0])
-                for statement in drops:
+                for statement in (*rollup.INVALIDATE_SQL, *drops):
                     cursor.execute(statement)
                 for rows in tables:
                     with _timed(f"COPY {rows.table.name}"):

@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from . import clock
+from . import clock, rollup
 from .db import store_operation, write
 from .errors import InvalidInput, UnknownLicenseType, UnknownProduct
 from .models import (
@@ -213,7 +213,7 @@ def ensure_pool(
     product_id = _get_or_create(conn, products_t, product)
     type_id = _get_or_create(conn, types_t, license_type, kind=_kind_for(license_type))
     existing = conn.execute(
-        sa.select(pools_t.c.id, pools_t.c.seats).where(
+        sa.select(pools_t.c.id, pools_t.c.seats, pools_t.c.counting).where(
             pools_t.c.product_id == product_id, pools_t.c.license_type_id == type_id
         )
     ).first()
@@ -221,6 +221,8 @@ def ensure_pool(
         pool_id = int(existing.id)
         if values:
             conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(**values))
+        if values.get("counting", existing.counting) != existing.counting:
+            rollup.invalidate(conn, [pool_id])  # in use is counted another way from now on
         if "seats" in values and values["seats"] != existing.seats:
             record_seats(conn, pool_id, values["seats"], at=when, origin=origin)  # type: ignore[arg-type]
         return pool_id

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
-from . import catalog, clock
+from . import catalog, clock, rollup
 from .db import store_operation, write
 from .errors import InvalidInput
 from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
@@ -435,6 +435,7 @@ def _write(
     progress: bool,
 ) -> None:
     with write(engine) as conn:
+        rollup.invalidate(conn)  # history written directly: recomputed from the first hold
         next_id = (conn.execute(sa.select(sa.func.max(sessions_t.c.id))).scalar() or 0) + 1
         session_rows, hold_rows, audit_rows = [], [], []
         for plan in plans:

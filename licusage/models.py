@@ -13,6 +13,7 @@ from typing import cast
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -382,5 +383,46 @@ class AlertFiring(Base):
     delivery: Mapped[str | None] = mapped_column(Text)
 
 
+class RollupHour(Base):
+    """One pool's use in one complete UTC hour (see :mod:`licusage.rollup`): the exact peak in
+    use, the seat-seconds used and the denials recorded. Hours with none of them have no row."""
+
+    __tablename__ = "rollup_hours"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)  # naive UTC, on the hour
+    peak: Mapped[int] = mapped_column(Integer)
+    seat_seconds: Mapped[float] = mapped_column(Float)
+    denials: Mapped[int] = mapped_column(Integer)
+
+
+class RollupPool(Base):
+    """How far a pool is rolled up: every hour before ``until`` (on the hour) has its rows,
+    except the hours a ``rollup_dirty`` entry of the pool names. No row: nothing rolled up."""
+
+    __tablename__ = "rollup_pools"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"), primary_key=True)
+    until: Mapped[datetime] = mapped_column(DateTime)
+    # bumped by every refresh: a refresh computed from an older snapshot does not write
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class RollupDirty(Base):
+    """A write changed the pool from ``hour`` on: its roll-up is recomputed from there.
+
+    Written in the same transaction as the holds or denials it is about; deleted (by id) by
+    the refresh that recomputed those hours."""
+
+    __tablename__ = "rollup_dirty"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(Integer)  # no foreign key: a mark never blocks a write
+    hour: Mapped[datetime] = mapped_column(DateTime)
+
+
 api_tokens_t = _table(ApiToken)
 alert_firings_t = _table(AlertFiring)
+rollup_hours_t = _table(RollupHour)
+rollup_pools_t = _table(RollupPool)
+rollup_dirty_t = _table(RollupDirty)

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from . import clock
+from . import clock, rollup
 from .audit import record_audit as record_audit  # the audit writes live in licusage.audit
 from .audit import record_session_ends
 from .catalog import Catalog, Pool, read_catalog
@@ -248,6 +248,7 @@ def login(
                     if pool.product in denied
                 ],
             )
+        rollup.mark(conn, [(pool.id, when) for pool in pools])  # granted and denied alike
         if pools and not granted:
             return LoginResult(None, {}, denied)
         session_id = conn.execute(
@@ -399,8 +400,14 @@ def end_sessions(
             .values(
                 released_at=_greatest(conn, sa.literal(when, sa.DateTime), holds_t.c.granted_at)
             )
-            .returning(holds_t.c.session_id, holds_t.c.product_id, holds_t.c.license_type_id)
+            .returning(
+                holds_t.c.session_id,
+                holds_t.c.product_id,
+                holds_t.c.license_type_id,
+                holds_t.c.pool_id,
+            )
         ).all()
+        rollup.mark(conn, [(row.pool_id, when) for row in released])
         if audit:
             for row in released:
                 freed[row.session_id][product_names[row.product_id]] = type_names[

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -113,9 +113,10 @@ def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
     return values if len(values) == count else None
 
 
-def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
+def fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
     """Run `query`; return its columns as numpy arrays by kind: ``"int"`` (int64, no NULLs),
-    ``"time"`` (int64 ns, NULL as :data:`NAT`) or ``"text"`` (object).
+    ``"float"`` (float64, no NULLs), ``"time"`` (int64 ns, NULL as :data:`NAT`) or ``"text"``
+    (object).
 
     Fetching a million rows one Python tuple at a time dominates the analytics on SQLite, so
     there the rows come back as one row of ``group_concat`` strings, split and parsed in C; a
@@ -137,9 +138,9 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
             ],
         )
         try:
-            packed = conn.execute(packed_query).one()
+            with conn.begin_nested():  # a savepoint: the caller's transaction (snapshot) stays
+                packed = conn.execute(packed_query).one()
         except (exc.DataError, exc.OperationalError) as error:  # e.g. over the string limit
-            conn.rollback()
             log.info("fetching row by row: %s", error)
         else:
             count, texts = packed[0], packed[1:]
@@ -161,6 +162,8 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
             out[name] = values  # parsed from the packed text already
         elif kind == "int":
             out[name] = np.array(values, dtype=np.int64)
+        elif kind == "float":
+            out[name] = np.array(values, dtype=np.float64)
         elif kind == "time":
             out[name] = _times_ns(values)
         else:
@@ -171,11 +174,16 @@ def _fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict
 
 
 def load_holds(
-    conn: Connection, window: Window, *, with_sessions: bool = False, products: bool = True
+    conn: Connection,
+    window: Window,
+    *,
+    with_sessions: bool = False,
+    products: bool = True,
+    pool_ids: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Holds that overlap the window: ``pool_id``, ``product_id`` (unless not `products`),
-    ``user``, ``s``, ``e`` (ns); with `with_sessions` also ``session_id`` and the session's
-    ``last_activity``.
+    """Holds that overlap the window (of `pool_ids` only, if given): ``pool_id``,
+    ``product_id`` (unless not `products`), ``user``, ``s``, ``e`` (ns); with `with_sessions`
+    also ``session_id`` and the session's ``last_activity``.
 
     Open holds end at ``window.until``; holds are not clipped to the window otherwise.
     """
@@ -201,12 +209,14 @@ def load_holds(
         h.c.granted_at < window.db(window.end),
         sa.or_(h.c.released_at.is_(None), h.c.released_at > window.db(window.start)),
     )
+    if pool_ids is not None:
+        query = query.where(h.c.pool_id.in_(list(pool_ids)))
     if with_sessions:
         query = query.add_columns(h.c.session_id, sessions_t.c.last_activity).join(
             sessions_t, sessions_t.c.id == h.c.session_id
         )
         kinds |= {"session_id": "int", "last_activity": "time"}
-    frame = pd.DataFrame(_fetch(conn, query, kinds))
+    frame = pd.DataFrame(fetch(conn, query, kinds))
     frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
     return frame
 
@@ -242,13 +252,18 @@ def seats_at(step: tuple[Array, Array], x: Array) -> Array:
     return values[np.maximum(np.searchsorted(times, x, side="right") - 1, 0)]
 
 
-def load_denials(conn: Connection, lo: int, hi: int, window: Window) -> pd.DataFrame:
-    """Denials with ``lo <= at < hi``: ``pool_id``, ``user``, ``at`` (ns)."""
+def load_denials(
+    conn: Connection, lo: int, hi: int, window: Window, *, pool_ids: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Denials with ``lo <= at < hi`` (of `pool_ids` only, if given): ``pool_id``, ``user``,
+    ``at`` (ns)."""
     d = denials_t
     query = sa.select(d.c.pool_id, d.c.user_name, d.c.at).where(
         d.c.pool_id.is_not(None), d.c.at >= window.db(lo), d.c.at < window.db(hi)
     )
-    return pd.DataFrame(_fetch(conn, query, {"pool_id": "int", "user": "text", "at": "time"}))
+    if pool_ids is not None:
+        query = query.where(d.c.pool_id.in_(list(pool_ids)))
+    return pd.DataFrame(fetch(conn, query, {"pool_id": "int", "user": "text", "at": "time"}))
 
 
 def pool_births(conn: Connection) -> dict[int, int]:

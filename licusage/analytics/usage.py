@@ -15,33 +15,14 @@ from .. import clock
 from ..catalog import Pool, read_catalog
 from ..db import store_operation
 from ..errors import InvalidInput
-from ..models import NAMED, PER_CHECKOUT, assignments_t, holds_t
-from . import intervals, loading
+from ..models import NAMED, assignments_t, holds_t
+from . import intervals, loading, rollup
 from .intervals import HOUR_NS, SECOND_NS, Array
 from .loading import POOL_COLUMNS
 
 DEFAULT_IDLE_OVER = timedelta(hours=1)
 NEAR_FULL = (9, 10)  # "near full" = in use >= 9/10 of the seats, compared in integers
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-def _pool_steps(holds: pd.DataFrame, pools: tuple[Pool, ...]) -> dict[int, tuple[Array, Array]]:
-    """pool id -> in-use step function (distinct users; licenses held for a pool counted per
-    checkout), from the loaded holds."""
-    users = pd.factorize(holds["user"])[0].astype(np.int64)
-    licenses = holds["licenses"].to_numpy()
-    steps = {}
-    for pool in pools:  # a loop per pool; everything per session is vectorised
-        mask = (holds["pool_id"] == pool.id).to_numpy()
-        s, e = holds["s"].to_numpy()[mask], holds["e"].to_numpy()[mask]
-        keep = s < e
-        if pool.counting == PER_CHECKOUT:  # every license counts: nothing is shared
-            count = licenses[mask][keep]
-            steps[pool.id] = intervals.step(np.repeat(s[keep], count), np.repeat(e[keep], count))
-            continue
-        _, _, _, starts, ends = intervals.merge(users[mask][keep], s[keep], e[keep])
-        steps[pool.id] = intervals.step(starts, ends)
-    return steps
 
 
 def _pool_columns(pools: tuple[Pool, ...]) -> pd.MultiIndex:
@@ -89,14 +70,46 @@ def concurrency(
     """
     window = loading.window_of(start, end)
     lo, hi = _buckets(window, freq)
+    step = loading.duration_ns(freq, "freq")
+    if len(lo) and rollup.serves(window.start, step):
+        return _bucket_frame(lo, *_rolled_concurrency(engine, window, step, lo, hi))
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         holds = loading.load_holds(conn, window, products=False)
-    steps = _pool_steps(holds, catalog.pools)
+    steps = rollup.pool_steps(holds, catalog.pools)
     data = {
         pool_id: intervals.bucket_max(ut, level, lo, hi) for pool_id, (ut, level) in steps.items()
     }
     return _bucket_frame(lo, data, catalog.pools)
+
+
+def _rolled_concurrency(
+    engine: Engine, window: loading.Window, step: int, lo: Array, hi: Array
+) -> tuple[dict[int, Array], tuple[Pool, ...]]:
+    """:func:`concurrency` for buckets of whole hours: the maximum of the roll-up's hourly
+    peaks up to :func:`rollup.rolled_until`, the holds from there (the same maxima exactly)."""
+    rollup.refresh(engine)
+    with rollup.snapshot(engine) as conn:
+        catalog = read_catalog(conn)
+        split = rollup.rolled_until(conn, catalog, window.start, window.end)
+        rolled = rollup.hours(conn, window.start, split)
+        holds = loading.load_holds(
+            conn, loading.Window(split, window.end, window.now), products=False
+        )
+    steps = rollup.pool_steps(holds, catalog.pools)
+    tail = hi > split  # buckets reaching past the roll-up
+    bucket = (rolled["hour"].to_numpy() - window.start) // step
+    data = {}
+    for pool in catalog.pools:
+        out = np.zeros(len(lo), dtype=np.int64)
+        mine = (rolled["pool_id"] == pool.id).to_numpy()
+        np.maximum.at(out, bucket[mine], rolled["peak"].to_numpy()[mine])
+        ut, level = steps[pool.id]
+        out[tail] = np.maximum(
+            out[tail], intervals.bucket_max(ut, level, np.maximum(lo[tail], split), hi[tail])
+        )
+        data[pool.id] = out
+    return data, catalog.pools
 
 
 @store_operation
@@ -145,7 +158,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         holds = loading.load_holds(conn, window, products=False)
         births = loading.pool_births(conn)
         seat_steps = loading.seat_steps(conn, catalog)
-    steps = _pool_steps(holds, catalog.pools)
+    steps = rollup.pool_steps(holds, catalog.pools)
     rows = []
     for pool in catalog.pools:
         ut, level = steps[pool.id]
@@ -226,7 +239,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
         catalog = read_catalog(conn)
         holds = loading.load_holds(conn, window, products=False)
         births = loading.pool_births(conn)
-    steps = _pool_steps(holds, catalog.pools)
+    steps = rollup.pool_steps(holds, catalog.pools)
     parts = []
     for pool in catalog.pools:
         lo, hi = _observed(window, births, pool)

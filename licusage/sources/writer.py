@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import clock
+from .. import clock, rollup
 from ..catalog import MAX_NAME_LENGTH, RESERVED_COLUMNS, ensure_pool, read_catalog
 from ..errors import InvalidInput
 from ..models import (
@@ -499,6 +499,13 @@ class ServerWriter:
     def flush(self) -> None:
         """Write everything applied so far (still inside the caller's transaction)."""
         conn = self.conn
+        # the roll-up's marks, in this transaction (end_sessions marks the ends itself)
+        rollup.mark(
+            conn,
+            [(h.pool.pool_id, h.released_at) for h in self._closed_holds if h.released_at]
+            + [(h.pool.pool_id, h.granted_at) for h in self._new_holds]
+            + [(row["pool_id"], row["at"]) for row in self._denials],  # type: ignore[misc]
+        )
         # releases first: a session's new hold of a product may only be written once its
         # previous one is released (one active hold per session and product)
         if self._closed_holds:

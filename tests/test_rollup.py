@@ -1,0 +1,240 @@
+"""The hourly roll-up (licusage.rollup, licusage.analytics.rollup) against brute force over the
+holds: random writes interleaved with reads, backdated writes, PostgreSQL, concurrent writers,
+a writer killed mid-way, and ``licusage rollup rebuild``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from licusage import analytics, catalog, clock, db, sessions
+from licusage.analytics import rollup
+from licusage.models import PER_CHECKOUT, denials_t, holds_t, pools_t, rollup_dirty_t
+
+BASE = datetime(2026, 3, 2, tzinfo=UTC)
+USERS = ["ann", "ben", "cat", "dan", "eve"]
+# (product, license type, seats, counting)
+POOLS = [
+    ("Case Management", "Concurrent User", 2, "per_user"),
+    ("Reporting", "Floating", 3, PER_CHECKOUT),
+]
+HOUR = timedelta(hours=1)
+
+
+def minute(m: int) -> datetime:
+    return BASE + timedelta(minutes=m)
+
+
+def add_pools(engine: Engine) -> None:
+    for product, license_type, seats, counting in POOLS:
+        catalog.add_pool(engine, product, license_type, seats, counting=counting)
+
+
+def stored(engine: Engine) -> tuple[dict[int, str], list[tuple], list[tuple]]:
+    """The store as brute force sees it: pool counting, holds, denials (naive UTC)."""
+    with engine.connect() as conn:
+        counting = dict(conn.execute(sa.select(pools_t.c.id, pools_t.c.counting)).all())
+        holds = conn.execute(
+            sa.select(
+                holds_t.c.pool_id,
+                holds_t.c.user_name,
+                holds_t.c.granted_at,
+                holds_t.c.released_at,
+                holds_t.c.licenses,
+            )
+        ).all()
+        denied = conn.execute(sa.select(denials_t.c.pool_id, denials_t.c.at)).all()
+    return counting, [tuple(h) for h in holds], [tuple(d) for d in denied]
+
+
+def in_use(counting: str, spans: list[tuple[str, datetime, datetime, int]], t: datetime) -> int:
+    live = [(u, n) for u, s, e, n in spans if s <= t < e]
+    return sum(n for _, n in live) if counting == PER_CHECKOUT else len({u for u, _ in live})
+
+
+def brute_concurrency(
+    engine: Engine, lo: datetime, hi: datetime, step: timedelta, now: datetime
+) -> dict[int, list[int]]:
+    """pool id -> the maximum of in use over each bucket, checking every instant it can change;
+    open holds count until ``min(hi, now)``."""
+    counting, holds, _ = stored(engine)
+    until = max(lo, min(hi, now))
+    result = {}
+    for pool_id, rule in counting.items():
+        spans = [
+            (u, s, until if e is None else e, n)
+            for p, u, s, e, n in holds
+            if p == pool_id and s < (until if e is None else e)
+        ]
+        instants = sorted({s for _, s, _, _ in spans} | {e for _, _, e, _ in spans})
+        values = []
+        b = lo
+        while b < hi:
+            b_end = min(b + step, hi)
+            candidates = [b] + [t for t in instants if b < t < b_end]
+            values.append(max(in_use(rule, spans, t) for t in candidates))
+            b += step
+        result[pool_id] = values
+    return result
+
+
+def brute_hours(engine: Engine, upto: datetime) -> dict[tuple[int, datetime], tuple[int, int]]:
+    """(pool id, hour) -> (peak, denials) of every complete hour before `upto` with either."""
+    counting, holds, denied = stored(engine)
+    first = min([h[2] for h in holds] + [d[1] for d in denied], default=upto)
+    hour = first.replace(minute=0, second=0, microsecond=0)
+    out = {}
+    while hour < upto:
+        for pool_id in counting:
+            peak = brute_concurrency_one(counting[pool_id], holds, pool_id, hour, upto)
+            count = sum(1 for p, at in denied if p == pool_id and hour <= at < hour + HOUR)
+            if peak or count:
+                out[(pool_id, hour)] = (peak, count)
+        hour += HOUR
+    return out
+
+
+def brute_concurrency_one(rule: str, holds: list[tuple], pool_id: int, hour, now) -> int:
+    spans = [(u, s, now if e is None else e, n) for p, u, s, e, n in holds if p == pool_id]
+    spans = [sp for sp in spans if sp[1] < sp[2]]
+    instants = [hour] + [t for _, s, e, _ in spans for t in (s, e) if hour < t < hour + HOUR]
+    return max(in_use(rule, spans, t) for t in instants)
+
+
+def rolled_hours(engine: Engine) -> dict[tuple[int, datetime], tuple[int, int]]:
+    with engine.connect() as conn:
+        frame = rollup.hours(conn, 0, analytics.HOUR_NS * 10**6)
+    return {
+        (int(r.pool_id), pd.Timestamp(r.hour).to_pydatetime()): (int(r.peak), int(r.denials))
+        for r in frame.itertuples()
+    }
+
+
+def frame_by_pool(engine: Engine, frame: pd.DataFrame) -> dict[int, list[int]]:
+    cat = catalog.read_catalog(engine)
+    return {p.id: frame[(p.product, p.license_type)].tolist() for p in cat.pools}
+
+
+def check_window(engine: Engine, lo: datetime, hours: int, step_hours: int) -> None:
+    """concurrency over whole hours (the roll-up path) equals brute force over the holds."""
+    hi = lo + hours * HOUR + timedelta(minutes=7 * (hours % 3))  # some windows end mid-hour
+    step = step_hours * HOUR
+    frame = analytics.concurrency(engine, lo, hi, f"{step_hours}h")
+    now = clock.to_db(clock.now())
+    expected = brute_concurrency(engine, clock.to_db(lo), clock.to_db(hi), step, now)
+    assert frame_by_pool(engine, frame) == expected
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("login"),
+            st.sampled_from(USERS),
+            st.sampled_from([0, 1]),  # which pool
+            st.integers(0, 14 * 60),  # start minute (may be before earlier writes)
+        ),
+        st.tuples(st.just("end"), st.integers(0, 50), st.integers(0, 5 * 60)),
+        st.tuples(
+            st.just("read"), st.integers(-2, 14), st.integers(0, 16), st.sampled_from([1, 2, 5])
+        ),
+        st.tuples(st.just("tick"), st.integers(1, 180)),
+    ),
+    max_size=30,
+)
+
+
+def run_operations(engine: Engine, monkeypatch, planned: list[tuple]) -> None:
+    now = [minute(6 * 60)]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    add_pools(engine)
+    logins: list[tuple[int, datetime]] = []
+    for op in planned:
+        if op[0] == "login":
+            _, user, pool, start = op
+            product, license_type, _, _ = POOLS[pool]
+            result = sessions.login(engine, user, {product: license_type}, at=minute(start))
+            if result.session_id is not None:
+                logins.append((result.session_id, minute(start)))
+        elif op[0] == "end" and logins:
+            session_id, began = logins[op[1] % len(logins)]
+            sessions.end(engine, session_id, at=began + timedelta(minutes=op[2]))
+        elif op[0] == "read":
+            check_window(engine, BASE + op[1] * HOUR, op[2], op[3])
+        elif op[0] == "tick":
+            now[0] += timedelta(minutes=op[1])
+    check_window(engine, BASE - 2 * HOUR, 24, 1)
+    rollup.refresh(engine)
+    assert rolled_hours(engine) == brute_hours(engine, rollup_end())
+
+
+def rollup_end() -> datetime:
+    return clock.to_db(clock.now()).replace(minute=0, second=0, microsecond=0)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(planned=operations)
+def test_rollup_reads_equal_brute_force_after_random_writes(monkeypatch, planned):
+    engine = db.connect("sqlite://")
+    try:
+        run_operations(engine, monkeypatch, planned)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(planned=operations)
+def test_rollup_reads_equal_brute_force_on_postgresql(monkeypatch, pg_run_database, planned):
+    from tests.helpers import fresh_pg_schema
+
+    with fresh_pg_schema(pg_run_database) as url:
+        engine = db.connect(url)
+        try:
+            run_operations(engine, monkeypatch, planned)
+        finally:
+            engine.dispose()
+
+
+def test_writes_mark_their_pool_in_their_transaction(sqlite_engine, frozen):
+    add_pools(sqlite_engine)
+    product, license_type, _, _ = POOLS[0]
+    rollup.refresh(sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(rollup_dirty_t)).scalar() == 0
+    result = sessions.login(sqlite_engine, "ann", {product: license_type}, at=minute(30))
+    sessions.end(sqlite_engine, result.session_id, at=minute(90))
+    with sqlite_engine.connect() as conn:
+        marks = conn.execute(sa.select(rollup_dirty_t.c.hour).order_by(rollup_dirty_t.c.id))
+        assert [m.hour for m in marks] == [datetime(2026, 3, 2, 0), datetime(2026, 3, 2, 1)]
+    done = rollup.refresh(sqlite_engine)
+    assert done.rows == 2  # hours 00:00 and 01:00 have use
+    assert rolled_hours(sqlite_engine) == brute_hours(sqlite_engine, rollup_end())
+    assert rollup.refresh(sqlite_engine).hours == 0  # nothing new: nothing recomputed
+
+
+def test_seat_seconds_are_the_time_in_use(sqlite_engine, frozen):
+    add_pools(sqlite_engine)
+    product, license_type, _, _ = POOLS[0]
+    for user, start, stop in (("ann", 10, 70), ("ben", 20, 40), ("ann", 30, 50)):
+        result = sessions.login(sqlite_engine, user, {product: license_type}, at=minute(start))
+        sessions.end(sqlite_engine, result.session_id, at=minute(stop))
+    rollup.refresh(sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        frame = rollup.hours(conn, 0, analytics.HOUR_NS * 10**6)
+    # hour 0: ann 10-60 (her two sessions are one seat), ben 20-40; hour 1: ann 60-70
+    assert frame["seat_seconds"].tolist() == [(50 + 20) * 60.0, 10 * 60.0]
+    assert frame["peak"].tolist() == [2, 1]
