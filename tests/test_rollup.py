@@ -4,18 +4,35 @@ a writer killed mid-way, and ``licusage rollup rebuild``."""
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from licusage import analytics, catalog, clock, db, sessions
 from licusage.analytics import rollup
-from licusage.models import PER_CHECKOUT, denials_t, holds_t, pools_t, rollup_dirty_t
+from licusage.cli import main
+from licusage.models import (
+    PER_CHECKOUT,
+    denials_t,
+    holds_t,
+    pools_t,
+    rollup_dirty_t,
+    rollup_hours_t,
+)
 
 BASE = datetime(2026, 3, 2, tzinfo=UTC)
 USERS = ["ann", "ben", "cat", "dan", "eve"]
@@ -238,3 +255,122 @@ def test_seat_seconds_are_the_time_in_use(sqlite_engine, frozen):
     # hour 0: ann 10-60 (her two sessions are one seat), ben 20-40; hour 1: ann 60-70
     assert frame["seat_seconds"].tolist() == [(50 + 20) * 60.0, 10 * 60.0]
     assert frame["peak"].tolist() == [2, 1]
+
+
+def backdated_writes(engine: Engine, seed: int, count: int, hours_back: int = 12) -> None:
+    """`count` logins at random times of the last `hours_back` hours, most ended later."""
+    rng = random.Random(seed)
+    now = clock.to_db(clock.now())
+    for _ in range(count):
+        product, license_type, _, _ = POOLS[rng.randrange(len(POOLS))]
+        at = now - timedelta(minutes=rng.randrange(hours_back * 60))
+        result = sessions.login(engine, rng.choice(USERS), {product: license_type}, at=at)
+        if result.session_id is not None and rng.random() < 0.8:
+            sessions.end(engine, result.session_id, at=at + timedelta(minutes=rng.randrange(200)))
+
+
+def assert_rollup_is_exact(engine: Engine) -> None:
+    """After a refresh, every rolled-up hour and an hourly concurrency equal brute force."""
+    rollup.refresh(engine)
+    assert rolled_hours(engine) == brute_hours(engine, rollup_end())
+    start = clock.now().replace(minute=0, second=0, microsecond=0) - 16 * HOUR
+    check_window(engine, start, 17, 1)
+
+
+@pytest.mark.slow
+def test_concurrent_writers_and_readers_keep_the_rollup_exact(engine):
+    add_pools(engine)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(seed: int) -> None:
+        try:
+            backdated_writes(engine, seed, 40)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                rollup.refresh(engine)
+                analytics.concurrency(engine, BASE, clock.now(), "1h")
+        except BaseException as error:
+            failures.append(error)
+
+    writers = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in writers + readers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert failures == []
+    assert_rollup_is_exact(engine)
+
+
+WRITER = """
+import sys
+from tests.test_rollup import backdated_writes
+from licusage import analytics, db
+from licusage.analytics import rollup
+engine = db.connect(sys.argv[1])
+print("ready", flush=True)
+for seed in range(int(sys.argv[2]), 10**6):
+    backdated_writes(engine, seed, 5)
+    rollup.refresh(engine, rebuild=seed % 3 == 0)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_of_writes_and_refreshes_leaves_the_rollup_exact(engine, store_url):
+    add_pools(engine)
+    backdated_writes(engine, 0, 10)
+    rollup.refresh(engine)
+    rng = random.Random(12)
+    for kill in range(6):
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, store_url, str(1000 * (kill + 1))],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        written = count_holds(engine)
+        while count_holds(engine) < written + rng.randrange(5, 40):  # wait for some writes
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        assert_rollup_is_exact(engine)
+
+
+def count_holds(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(holds_t)).scalar_one())
+
+
+def test_rollup_rebuild_command(sqlite_url, frozen):
+    engine = db.connect(sqlite_url)
+    try:
+        add_pools(engine)
+        backdated_writes(engine, 3, 30)
+        with db.write(engine) as conn:  # a roll-up gone wrong (edited by hand, say)
+            conn.execute(
+                sa.insert(rollup_hours_t).values(
+                    pool_id=1, hour=datetime(2020, 1, 1), peak=99, seat_seconds=1.0, denials=0
+                )
+            )
+        result = CliRunner().invoke(main, ["--db", sqlite_url, "rollup", "rebuild"])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"rolled up {len(POOLS)} pools: ")
+        assert rolled_hours(engine) == brute_hours(engine, rollup_end())
+    finally:
+        engine.dispose()
+
+
+def test_rollup_rebuild_on_a_bad_store_exits_2(tmp_path):
+    result = CliRunner().invoke(main, ["--db", "nosuchdriver://x", "rollup", "rebuild"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1

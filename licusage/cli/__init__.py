@@ -2,7 +2,7 @@
 
 One module per command group: :mod:`~licusage.cli.store` (demo, sessions, pools, logout, reap),
 :mod:`~licusage.cli.serve`, :mod:`~licusage.cli.db`, :mod:`~licusage.cli.users`, :mod:`~licusage.cli.tokens`,
-:mod:`~licusage.cli.alerts`; what they share
+:mod:`~licusage.cli.alerts`, :mod:`~licusage.cli.rollup`; what they share
 (``--db``, formats, option types, :func:`fail`) is in :mod:`licusage.cli._common`. A new command
 goes in its group's module and is registered below.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from . import alerts, db, imports, serve, servers, store, tokens, users
+from . import alerts, db, imports, rollup, serve, servers, store, tokens, users
 from ._common import (
     EXIT_BAD_INPUT,
     FORMATS,
@@ -81,5 +81,6 @@ for _command in (
     servers.servers,
     tokens.tokens,
     alerts.alerts,
+    rollup.rollup,
 ):
     main.add_command(_command)

@@ -159,6 +159,20 @@ def db_option(func: F) -> F:
     )(func)
 
 
+def progress_option(func: F) -> F:
+    """The ``--progress/--no-progress`` option of long commands (passed on as ``progress``)."""
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show a progress bar (default: on a terminal).",
+    )(func)
+
+
+def show_progress(value: bool | None) -> bool:
+    """Whether to show a progress bar: as asked, else when stderr is a terminal."""
+    return sys.stderr.isatty() if value is None else value
+
+
 def store_url(db_url: str | None) -> str | None:
     """The command's ``--db``, else the one given before the command (``licusage --db URL ...``),
     else None (:func:`licusage.db.connect` then uses $LICUSAGE_DATABASE_URL or the embedded file).

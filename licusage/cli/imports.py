@@ -15,7 +15,7 @@ from ..sources.lmstat import ServerDown, SnapshotResult, import_lmstat, read_tex
 from ..sources.mapping import read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
 from ..sources.rlm_log import import_rlm_log
-from ._common import DurationType, db_option, open_store
+from ._common import DurationType, db_option, open_store, progress_option, show_progress
 
 EXIT_SERVER_DOWN = 1
 
@@ -27,10 +27,6 @@ TZ_HELP = "The server's time zone, an IANA name such as Europe/Paris (default: U
 @click.group("import")
 def import_group() -> None:
     """Import license server data (FlexLM, RLM) into the store."""
-
-
-def _progress(value: bool | None) -> bool:
-    return sys.stderr.isatty() if value is None else value
 
 
 def _report(result: ImportResult) -> None:
@@ -52,9 +48,7 @@ def _report(result: ImportResult) -> None:
 @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
 @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
 @click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@click.option(
-    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
-)
+@progress_option
 @db_option
 def flexlm_log(
     files: tuple[str, ...],
@@ -78,7 +72,7 @@ def flexlm_log(
             server=server,
             mapping=feature_map,
             timezone=timezone,
-            progress=_progress(progress),
+            progress=show_progress(progress),
         )
     finally:
         engine.dispose()
@@ -90,9 +84,7 @@ def flexlm_log(
 @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
 @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
 @click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@click.option(
-    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal)."
-)
+@progress_option
 @db_option
 def rlm_log(
     files: tuple[str, ...],
@@ -116,7 +108,7 @@ def rlm_log(
             server=server,
             mapping=feature_map,
             timezone=timezone,
-            progress=_progress(progress),
+            progress=show_progress(progress),
         )
     finally:
         engine.dispose()
