@@ -2,6 +2,7 @@
 
 Every action ends sessions through :func:`licusage.sessions.end_sessions` in one transaction,
 never deletes, and writes one audit event per session ended, naming the actor.
+:func:`preview_logout` says what a logout would do, by the same rules, changing nothing.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .audit import record_audit
+from .catalog import read_catalog
 from .db import store_operation, write
+from .display import plural
 from .errors import InvalidInput, PermissionDenied
-from .models import audit_t, holds_t, pools_t, sessions_t
+from .models import APP_SOURCE, audit_t, holds_t, pools_t, sessions_t
+from .queries import held_licenses
 from .sessions import (
     ADMIN_LOGOUT,
     IDLE_TIMEOUT,
@@ -30,7 +35,7 @@ from .sessions import (
     write_time,
 )
 from .sources.remove import remove_on_servers
-from .validation import check_actor, check_time, identity_of
+from .validation import check_actor, check_time, describe, identity_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,91 @@ class LogoutResult:
     spared: tuple[int, ...] = ()
     not_removed: Mapping[int, str] = field(default_factory=dict)
 
+    def summary(
+        self, style: Literal["sentence", "lines"] = "sentence", *, previewed: bool = False
+    ) -> str:
+        """What the logout did, for people.
+
+        ``sentence`` (the dashboard's notification): ``Logged out 2 sessions. 1 had already
+        ended (12). Your own 1 session was left running.``. ``lines`` (the CLI): one line per
+        kind, ``Logged out: 12, 15``, ``Already ended: ...``, ``Unknown: ...`` (left out when
+        `previewed`: the confirmation said them), then a line starting with
+        :data:`NOT_LOGGED_OUT` per session whose server removal failed (reasons escaped).
+        """
+        if style == "sentence":
+            return self._sentence()
+        if style != "lines":
+            raise InvalidInput(f"summary style must be 'sentence' or 'lines', not {style!r}")
+
+        def listed(ids: Iterable[int]) -> str:
+            return ", ".join(map(str, ids)) or "none"
+
+        lines = [f"Logged out: {listed(self.logged_out)}"]
+        if self.already_ended and not previewed:
+            lines.append(f"Already ended: {listed(self.already_ended)}")
+        if self.unknown and not previewed:
+            lines.append(f"Unknown: {listed(self.unknown)}")
+        lines += [f"{NOT_LOGGED_OUT}: {i}: {describe(why)}" for i, why in self.not_removed.items()]
+        return "\n".join(lines)
+
+    def _sentence(self) -> str:
+        parts = [f"Logged out {plural(len(self.logged_out), 'session')}."]
+        if self.already_ended:
+            ids = ", ".join(str(i) for i in self.already_ended[:10])
+            parts.append(f"{len(self.already_ended):,} had already ended ({ids}).")
+        if self.spared:
+            own = len(self.spared)
+            parts.append(
+                f"Your own {plural(own, 'session')} {'was' if own == 1 else 'were'} left running."
+            )
+        if self.unknown:
+            parts.append(f"{len(self.unknown):,} no longer exist.")
+        for session_id, why in list(self.not_removed.items())[:3]:
+            parts.append(f"Session {session_id} is still logged in: {why}.")
+        return " ".join(parts)
+
+
+NOT_LOGGED_OUT = "Not logged out"  # how a line of LogoutResult.summary("lines") names a failure
+
+
+@dataclass(frozen=True, eq=False)
+class LogoutPreview:
+    """What logging the requested ids out as an actor would do, read from the store.
+
+    ``session_ids``: every requested id except the spared ones (what to pass to the logout);
+    of those, ``active`` would end, ``already_ended`` and ``unknown`` are reported as such.
+    ``spared``: the actor's own sessions, left running. ``users``: the distinct user names of
+    ``active``, sorted. ``sessions``: ``session_id``, ``user``, ``host``, ``source`` of
+    ``active`` by id; ``held``: their licenses (``session_id``, ``user``, ``product``,
+    ``license_type``, ``licenses``); ``licenses``: ``product``, ``license_type``, ``count``,
+    what the logout gives back.
+    """
+
+    session_ids: tuple[int, ...]
+    active: tuple[int, ...]
+    already_ended: tuple[int, ...]
+    unknown: tuple[int, ...]
+    spared: tuple[int, ...]
+    users: tuple[str, ...]
+    sessions: pd.DataFrame
+    held: pd.DataFrame
+    licenses: pd.DataFrame
+
+    def text(self, max_users: int = 8) -> str:
+        """The question, e.g. "Log out 2 sessions of 2 users (alice, bob)?"."""
+        count, users = len(self.active), list(self.users)
+        shown = ", ".join(users[:max_users])
+        if len(users) > max_users:
+            shown += f" and {len(users) - max_users:,} more"
+        return f"Log out {plural(count, 'session')} of {plural(len(users), 'user')} ({shown})?"
+
+    @property
+    def on_servers(self) -> dict[int, str]:
+        """Session id -> license server, for the active sessions a license server holds (the
+        logout runs the server's removal command for them first)."""
+        rows = self.sessions[self.sessions["source"] != APP_SOURCE]
+        return dict(zip(rows["session_id"].astype(int), rows["source"].astype(str), strict=True))
+
 
 @dataclass(frozen=True)
 class ReapResult:
@@ -65,6 +155,78 @@ def _check_ids(session_ids: Iterable[int]) -> list[int]:
     if isinstance(session_ids, (str, bytes)) or not isinstance(session_ids, Iterable):
         raise InvalidInput("session_ids must be a collection of integer session ids")
     return sorted({check_session_id(value) for value in session_ids})
+
+
+def own_sessions(user_keys: Mapping[int, str], actor: str) -> list[int]:
+    """The ids among `user_keys` (session id -> the user's identity, ``sessions.user_key``)
+    that are `actor`'s own: the same identity (``Alice`` owns ``alice``'s). What a logout
+    with ``spare_own`` leaves running, and what :func:`preview_logout` says it spares."""
+    me = identity_of(actor)
+    return sorted(i for i, key in user_keys.items() if key == me)
+
+
+def _user_keys(conn: sa.Connection, ids: list[int]) -> dict[int, str]:
+    """Session id -> the user's identity, for the stored sessions among `ids`."""
+    known: dict[int, str] = {}
+    for id_in in id_conditions(conn, sessions_t.c.id, ids):
+        known.update(
+            conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_key).where(id_in)).all()
+        )
+    return known
+
+
+@store_operation
+def preview_logout(
+    engine: Engine, session_ids: Iterable[int], actor: str, *, spare_own: bool = True
+) -> LogoutPreview:
+    """What :func:`logout_sessions` of `session_ids` as `actor` would do, changing nothing.
+
+    The users, hosts and licenses are read from the store. With `spare_own` (the default, as
+    :func:`authorized_logout` does) the actor's own sessions are spared, by the rule of
+    :func:`own_sessions`; the CLI, which logs out whatever it is given, passes False.
+    Malformed ids or actor raise :class:`~licusage.errors.InvalidInput`.
+    """
+    ids = _check_ids(session_ids)
+    actor = check_actor(actor)
+    s = sessions_t
+    with engine.connect() as conn:
+        catalog = read_catalog(conn)
+        stored: list[sa.Row] = []
+        for id_in in id_conditions(conn, s.c.id, ids):
+            stored += conn.execute(
+                sa.select(
+                    s.c.id, s.c.user_name, s.c.user_key, s.c.host, s.c.source, s.c.ended_at
+                ).where(id_in)
+            ).all()
+        spared = own_sessions({r.id: r.user_key for r in stored}, actor) if spare_own else []
+        mine = set(spared)
+        active_rows = sorted(
+            (r for r in stored if r.ended_at is None and r.id not in mine), key=lambda r: r.id
+        )
+        active = [int(r.id) for r in active_rows]
+        held = held_licenses(conn, catalog, active)
+    known, ending = {int(r.id) for r in stored}, set(active)
+    sessions = pd.DataFrame(
+        [(int(r.id), r.user_name, r.host, r.source) for r in active_rows],
+        columns=["session_id", "user", "host", "source"],
+    ).astype({"session_id": "int64", "user": "string", "host": "string", "source": "string"})
+    licenses = (
+        held.groupby(["product", "license_type"], sort=True)["licenses"]
+        .sum()
+        .rename("count")
+        .reset_index()
+    )
+    return LogoutPreview(
+        session_ids=tuple(i for i in ids if i not in mine),
+        active=tuple(active),
+        already_ended=tuple(i for i in ids if i in known and i not in ending and i not in mine),
+        unknown=tuple(i for i in ids if i not in known),
+        spared=tuple(spared),
+        users=tuple(sorted({str(u) for u in sessions["user"]})),
+        sessions=sessions,
+        held=held,
+        licenses=licenses,
+    )
 
 
 @store_operation
@@ -82,8 +244,9 @@ def logout_sessions(
 
     Idempotent: ids already ended are reported in ``already_ended``, ids not in the store in
     ``unknown``. With `spare_own`, sessions of the user named `actor` are left running and
-    reported in ``spared`` (compared by identity: ``Alice`` spares ``alice``'s). Malformed input raises :class:`~licusage.errors.InvalidInput` and
-    changes nothing.
+    reported in ``spared`` (by :func:`own_sessions`: ``Alice`` spares ``alice``'s). Malformed
+    input raises :class:`~licusage.errors.InvalidInput` and changes nothing.
+    :func:`preview_logout` says beforehand what this would do.
 
     A session read from a license server is first removed on the server by its removal command
     (:mod:`licusage.sources.remove`, before the transaction: a server is not kept waiting inside
@@ -96,24 +259,12 @@ def logout_sessions(
     at = check_time(at)
     if not ids:
         return LogoutResult()
-    me = identity_of(actor)
     with engine.connect() as conn:
-        mine = set()
-        if spare_own:
-            for id_in in id_conditions(conn, sessions_t.c.id, ids):
-                mine.update(
-                    conn.execute(
-                        sa.select(sessions_t.c.id).where(id_in, sessions_t.c.user_key == me)
-                    ).scalars()
-                )
+        mine = set(own_sessions(_user_keys(conn, ids), actor)) if spare_own else set()
     not_removed = remove_on_servers(engine, [i for i in ids if i not in mine])
     with write(engine) as conn:
-        known: dict[int, str] = {}  # id -> the user's identity
-        for id_in in id_conditions(conn, sessions_t.c.id, ids):
-            known.update(
-                conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_key).where(id_in)).all()
-            )
-        spared = [i for i in ids if spare_own and known.get(i) == me]
+        known = _user_keys(conn, ids)  # read again inside the transaction
+        spared = own_sessions(known, actor) if spare_own else []
         targets = [i for i in ids if i in known and i not in set(spared) and i not in not_removed]
         ended = end_sessions(conn, targets, actor=actor, reason=reason, at=at, origin=origin)
         for session_id, why in not_removed.items():

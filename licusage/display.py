@@ -15,6 +15,11 @@ from .durations import format_duration
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 session``, ``2 sessions``, ``1,000 sessions`` (`many`: an irregular plural)."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
 def _duration(value: Any) -> str:
     return "" if pd.isna(value) else format_duration(pd.Timedelta(value).to_pytimedelta())
 

@@ -492,28 +492,36 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
 @store_operation
 def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame:
     """The licenses the given active sessions hold: ``session_id``, ``user``, ``product``,
-    ``license_type``. What logging them out would give back."""
+    ``license_type``, ``licenses`` (how many: more than 1 only for a license server's
+    checkout of several). What logging them out would give back."""
     ids = sorted({check_session_id(i) for i in session_ids})
     with engine.connect() as conn:
-        catalog = read_catalog(conn)
-        rows: list[Any] = []
-        for id_in in id_conditions(conn, holds_t.c.session_id, ids):
-            rows += conn.execute(
-                sa.select(
-                    holds_t.c.session_id,
-                    sessions_t.c.user_name,  # the spelling (holds keep the identity)
-                    holds_t.c.product_id,
-                    holds_t.c.license_type_id,
-                )
-                .join(sessions_t, sessions_t.c.id == holds_t.c.session_id)
-                .where(id_in, holds_t.c.released_at.is_(None))
-            ).all()
+        return held_licenses(conn, read_catalog(conn), ids)
+
+
+def held_licenses(conn: sa.Connection, catalog: Catalog, ids: list[int]) -> pd.DataFrame:
+    """:func:`session_licenses` of checked `ids`, inside the caller's connection."""
+    rows: list[Any] = []
+    for id_in in id_conditions(conn, holds_t.c.session_id, ids):
+        rows += conn.execute(
+            sa.select(
+                holds_t.c.session_id,
+                sessions_t.c.user_name,  # the spelling (holds keep the identity)
+                holds_t.c.product_id,
+                holds_t.c.license_type_id,
+                holds_t.c.licenses,
+            )
+            .join(sessions_t, sessions_t.c.id == holds_t.c.session_id)
+            .where(id_in, holds_t.c.released_at.is_(None))
+            .order_by(holds_t.c.id)
+        ).all()
     product_names = {v: k for k, v in catalog.products.items()}
     type_names = catalog.type_names()
-    return pd.DataFrame(
-        [(r[0], r[1], product_names[r[2]], type_names[r[3]]) for r in rows],
-        columns=["session_id", "user", "product", "license_type"],
+    frame = pd.DataFrame(
+        [(r[0], r[1], product_names[r[2]], type_names[r[3]], r[4]) for r in rows],
+        columns=["session_id", "user", "product", "license_type", "licenses"],
     )
+    return frame.astype({"session_id": "int64", "licenses": "int64"})
 
 
 SESSION_COLUMNS = [

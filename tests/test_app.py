@@ -265,6 +265,45 @@ def test_admin_spares_own_session_and_reports_already_ended(sqlite_engine, ids, 
     assert "1 had already ended" in message
 
 
+def test_dialog_decides_own_sessions_from_the_store_by_identity(sqlite_engine, ids, notes):
+    """Signed in as ``Ada.Admin``: the table says ``ada.admin``, the store says it is the same
+    user, and the dialog spares that session as the logout does (issue 10)."""
+    tab = make_tab(sqlite_engine, notes, user="Ada.Admin")
+    tab.explorer.run()
+    sessions.end(sqlite_engine, ids["alice.named"])  # ended elsewhere after the Run
+    tab.explorer.select([ids[ME], ids["alice.named"], ids["carol.100%"]])
+    tab.results.logout_button.clicks += 1
+    preview = tab.dialog.preview
+    assert preview.spared == (ids[ME],)
+    assert preview.session_ids == tuple(sorted([ids["alice.named"], ids["carol.100%"]]))
+    text = tab.dialog.message.value
+    assert "Log out 1 session of 1 user (carol.100%)?" in text
+    assert "Your own 1 session stays logged in." in text
+    assert "1 session has already ended." in text
+    assert f"<td>{ids[ME]}</td>" not in text
+    tab.dialog.logout_button.clicks += 1
+    assert notes[-1] == (
+        "success",
+        f"Logged out 1 session. 1 had already ended ({ids['alice.named']}).",
+    )
+    assert ME in users_in(tab)
+
+
+def test_dialog_counts_many_sessions_instead_of_listing_them(
+    sqlite_engine, ids, notes, monkeypatch
+):
+    from licusage.app import views
+
+    monkeypatch.setattr(views, "FEW_SESSIONS", 2)
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    tab.explorer.select([ids["bob.o'brien"], ids["erin.smith"], ids["carol.100%"]])
+    tab.results.logout_button.clicks += 1
+    text = tab.dialog.message.value
+    assert "Log out 3 sessions of 3 users (bob.o'brien, carol.100%, erin.smith)?" in text
+    assert "<table" not in text
+
+
 def test_viewer_forced_logout_is_refused_and_audited(sqlite_engine, ids, notes):
     tab = make_tab(sqlite_engine, notes, role=VIEWER, user="vic")
     tab.explorer.run()

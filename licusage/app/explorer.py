@@ -22,7 +22,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from .. import actions, catalog, clock, durations, queries
+from ..actions import LogoutPreview
 from ..db import describe_db_error
+from ..display import plural
 from ..errors import LicusageError, StoreUnavailable
 from . import format as fmt
 from .identity import Identity, current_identity, sign_in_holds, signed_in_role
@@ -46,33 +48,9 @@ _OPENING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="licusage-open")
 FEW_SESSIONS = 10  # the confirmation lists the sessions up to this many, else counts them
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 session``, ``2 sessions`` (with thousands separators)."""
-    return f"{count:,} {word if count == 1 else (many or word + 's')}"
-
-
 def idle_delta(text: str) -> timedelta | None:
     """The idle filter's duration text (``2h``; blank = any) as a timedelta."""
     return durations.parse_duration(text) if text and text.strip() else None
-
-
-@dataclass(frozen=True)
-class LogoutPreview:
-    """What a logout of `session_ids` would do, for the confirmation dialog."""
-
-    session_ids: tuple[int, ...]
-    users: tuple[str, ...]  # distinct users whose sessions end, sorted
-    spared: tuple[int, ...]  # the actor's own sessions, left running
-    licenses: pd.DataFrame  # product, license_type, count: what the logout gives back
-    sessions: pd.DataFrame | None = None  # session_id, user, host of the targets (when few)
-
-    def text(self, max_users: int = 8) -> str:
-        """The dialog's sentence, e.g. "Log out 2 sessions of 2 users (alice, bob)?"."""
-        count, users = len(self.session_ids), list(self.users)
-        shown = ", ".join(users[:max_users])
-        if len(users) > max_users:
-            shown += f" and {len(users) - max_users:,} more"
-        return f"Log out {plural(count, 'session')} of {plural(len(users), 'user')} ({shown})?"
 
 
 @dataclass(frozen=True)
@@ -590,34 +568,14 @@ class SessionExplorer(param.Parameterized):
 
     # --- logging out ------------------------------------------------------------------------
     def preview_logout(self, session_ids: Sequence[int] | None = None) -> LogoutPreview | None:
-        """What logging out the selection would do (None and a notification on failure)."""
+        """What logging out the selection (or `session_ids`) as the signed-in user would do,
+        read from the store by :func:`licusage.actions.preview_logout` (None and a
+        notification on failure)."""
         me = self.identity.user
 
         def read() -> LogoutPreview:
-            ids = (
-                self.selection_ids()
-                if session_ids is None
-                else sorted({int(i) for i in session_ids})
-            )
-            held = queries.session_licenses(self.engine, ids)
-            users_by_id: dict[int, str] = {}
-            stored = queries.sessions_by_id(self.engine, ids)
-            stored = stored[stored["ended_at"].isna()]
-            users_by_id = dict(zip(stored["session_id"].astype(int), stored["user"], strict=True))
-            own = tuple(i for i in ids if users_by_id.get(i) == me)
-            targets = tuple(i for i in ids if i not in set(own))
-            held = held[~held["session_id"].isin(own)]
-            licenses = (
-                held.groupby(["product", "license_type"], sort=True)
-                .size()
-                .rename("count")
-                .reset_index()
-            )
-            users = tuple(sorted({str(users_by_id[i]) for i in targets if i in users_by_id}))
-            listed = None
-            if len(targets) <= FEW_SESSIONS:
-                listed = stored[stored["session_id"].isin(targets)][["session_id", "user", "host"]]
-            return LogoutPreview(targets, users, own, licenses, listed)
+            ids = self.selection_ids() if session_ids is None else session_ids
+            return actions.preview_logout(self.engine, ids, me)
 
         return self._guard("Preparing the logout", read)
 
@@ -654,7 +612,7 @@ class SessionExplorer(param.Parameterized):
                 self._apply(reading, keep_selection=True)
         else:
             self.refresh_pools()
-        self.notify("success", logout_message(outcome))
+        self.notify("success", outcome.summary())
         return outcome
 
 
@@ -675,22 +633,3 @@ async def _in_document(func: Callable[[], T]) -> T:
 
     doc.add_next_tick_callback(callback)
     return await future
-
-
-def logout_message(result: actions.LogoutResult) -> str:
-    """The notification after a logout, naming sessions already ended and those spared."""
-    done = len(result.logged_out)
-    parts = [f"Logged out {plural(done, 'session')}."]
-    if result.already_ended:
-        ids = ", ".join(str(i) for i in result.already_ended[:10])
-        parts.append(f"{len(result.already_ended):,} had already ended ({ids}).")
-    if result.spared:
-        own = len(result.spared)
-        parts.append(
-            f"Your own {plural(own, 'session')} {'was' if own == 1 else 'were'} left running."
-        )
-    if result.unknown:
-        parts.append(f"{len(result.unknown):,} no longer exist.")
-    for session_id, why in list(result.not_removed.items())[:3]:
-        parts.append(f"Session {session_id} is still logged in: {why}.")
-    return " ".join(parts)

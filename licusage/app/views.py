@@ -17,9 +17,10 @@ import param
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
-from ..actions import ADMIN
+from ..actions import ADMIN, LogoutPreview
+from ..display import plural
 from . import format as fmt
-from .explorer import IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, LogoutPreview, SessionExplorer, plural
+from .explorer import FEW_SESSIONS, IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, SessionExplorer
 from .text import escaped, plain_html
 
 REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
@@ -261,13 +262,15 @@ class LogoutDialog(Viewer):
         )
 
     def open(self, preview: LogoutPreview) -> None:
-        """Show the dialog for `preview`."""
+        """Show the dialog for `preview` (see :func:`licusage.actions.preview_logout`)."""
         self.preview = preview
         # names come from the store: shown as plain text, never as markup
         parts = [plain_html([preview.text()])]
-        if preview.sessions is not None and len(preview.sessions):
+        if 0 < len(preview.sessions) <= FEW_SESSIONS:
             rows = ["<tr><th>User</th><th>Host</th><th>ID</th></tr>"]
-            for session_id, user, host in preview.sessions.itertuples(index=False):
+            for session_id, user, host in preview.sessions[
+                ["session_id", "user", "host"]
+            ].itertuples(index=False):
                 host_text = "" if host is None or host is pd.NA else str(host)
                 rows.append(
                     f"<tr><td>{escaped(user)}</td><td>{escaped(host_text)}</td>"
@@ -278,6 +281,22 @@ class LogoutDialog(Viewer):
             own = len(preview.spared)
             parts.append(
                 f"Your own {plural(own, 'session')} {'stays' if own == 1 else 'stay'} logged in."
+            )
+        if preview.already_ended:
+            ended = len(preview.already_ended)
+            parts.append(
+                f"{plural(ended, 'session')} {'has' if ended == 1 else 'have'} already ended."
+            )
+        if preview.unknown:
+            gone = len(preview.unknown)
+            parts.append(
+                f"{plural(gone, 'session')} no longer {'exists' if gone == 1 else 'exist'}."
+            )
+        servers = sorted(set(preview.on_servers.values()))
+        if servers:
+            parts.append(
+                f"{plural(len(preview.on_servers), 'session')} of "
+                f"{escaped(', '.join(servers))}: removed on the license server first."
             )
         if len(preview.licenses):
             parts.append(

@@ -5,12 +5,10 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Sequence
 from datetime import timedelta
 
 import click
 import pandas as pd
-from sqlalchemy.engine import Engine
 
 from .. import actions, durations, queries
 from .. import demo as demo_data
@@ -249,30 +247,26 @@ def pools(output_format: str, db_url: str | None) -> None:
         click.echo(render_table(headers, rows))
 
 
-def _describe_targets(engine: Engine, ids: list[int]) -> list[int]:
-    """Print what logging `ids` out would do; return the ids of the active sessions."""
-    found = queries.sessions_by_id(engine, ids)
-    active = found[found["ended_at"].isna()]
-    active_ids = [int(i) for i in active["session_id"]]
-    held = queries.session_licenses(engine, active_ids)
+def _describe_targets(preview: actions.LogoutPreview) -> None:
+    """Print what the logout `preview` says (on stderr: stdout is the report)."""
     licenses: dict[int, list[str]] = {}
-    for r in held.to_dict("records"):
+    for r in preview.held.to_dict("records"):
         licenses.setdefault(int(r["session_id"]), []).append(
             f"{describe(r['product'])} ({describe(r['license_type'])})"
         )
-    if active_ids:
-        click.echo(f"About to log out {plural(len(active_ids), 'session')}:", err=True)
-        for r in active.to_dict("records"):
-            freed = ", ".join(licenses.get(int(r["session_id"]), [])) or "no licenses"
+    servers = preview.on_servers
+    if preview.active:
+        click.echo(f"About to log out {plural(len(preview.active), 'session')}:", err=True)
+        for r in preview.sessions.to_dict("records"):
+            session_id = int(r["session_id"])
+            freed = ", ".join(licenses.get(session_id, [])) or "no licenses"
             user = describe(r["user"])  # escaped: a name cannot print a line of its own
-            click.echo(f"  #{r['session_id']}  {user}  frees: {freed}", err=True)
-    ended = sorted(set(found["session_id"].astype(int)) - set(active_ids))
-    unknown = sorted(set(ids) - set(found["session_id"].astype(int)))
-    if ended:
-        click.echo(f"Already ended: {', '.join(map(str, ended))}", err=True)
-    if unknown:
-        click.echo(f"Unknown: {', '.join(map(str, unknown))}", err=True)
-    return active_ids
+            where = f"  on server {describe(servers[session_id])}" if session_id in servers else ""
+            click.echo(f"  #{session_id}  {user}  frees: {freed}{where}", err=True)
+    if preview.already_ended:
+        click.echo(f"Already ended: {', '.join(map(str, preview.already_ended))}", err=True)
+    if preview.unknown:
+        click.echo(f"Unknown: {', '.join(map(str, preview.unknown))}", err=True)
 
 
 @click.command()
@@ -304,10 +298,11 @@ def logout(session_ids: tuple[int, ...], actor: str | None, yes: bool, db_url: s
         raise CliError("no terminal to confirm on: pass --yes to log sessions out; nothing changed")
     engine = open_store(db_url)
     try:
-        if not yes:
-            active = _describe_targets(engine, ids)
-            if active and not click.confirm(
-                f"Log out {plural(len(active), 'session')} as {actor}?", err=True
+        if not yes:  # the CLI logs out whatever it is given: nothing is spared
+            preview = actions.preview_logout(engine, ids, actor, spare_own=False)
+            _describe_targets(preview)
+            if preview.active and not click.confirm(
+                f"Log out {plural(len(preview.active), 'session')} as {actor}?", err=True
             ):
                 click.echo("Cancelled: nothing changed.", err=True)
                 sys.exit(1)
@@ -329,16 +324,9 @@ def os_user() -> str:
 
 
 def _report_logout(result: actions.LogoutResult, previewed: bool = False) -> None:
-    def listed(ids: Sequence[int]) -> str:
-        return ", ".join(map(str, ids)) if ids else "none"
-
-    click.echo(f"Logged out: {listed(result.logged_out)}")
-    if result.already_ended and not previewed:
-        click.echo(f"Already ended: {listed(result.already_ended)}")
-    if result.unknown and not previewed:
-        click.echo(f"Unknown: {listed(result.unknown)}")
-    for session_id, why in result.not_removed.items():
-        click.echo(f"Not logged out: {session_id}: {describe(why)}", err=True)
+    """The result's summary: what ended on stdout, sessions a server kept on stderr."""
+    for line in result.summary("lines", previewed=previewed).splitlines():
+        click.echo(line, err=line.startswith(actions.NOT_LOGGED_OUT))
 
 
 @click.command()
