@@ -19,6 +19,11 @@ class UnknownLicenseType(InvalidInput):
     """A license type name that the store does not know (for that product)."""
 
 
+class NotAnAppSession(InvalidInput):
+    """A license server's session given to an application's operation (``touch``, ``end``): it
+    ends when the server checks it in, or by an admin's logout."""
+
+
 class StoreUnavailable(LicusageError):
     """The database cannot be reached or used right now."""
 

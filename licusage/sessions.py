@@ -29,8 +29,17 @@ from .audit import record_audit as record_audit  # the audit writes live in licu
 from .audit import record_session_ends
 from .catalog import Catalog, Pool, read_catalog
 from .db import is_sqlite, store_operation, write
-from .errors import InvalidInput
-from .models import NAMED, PER_CHECKOUT, assignments_t, denials_t, holds_t, pools_t, sessions_t
+from .errors import InvalidInput, NotAnAppSession
+from .models import (
+    APP_SOURCE,
+    NAMED,
+    PER_CHECKOUT,
+    assignments_t,
+    denials_t,
+    holds_t,
+    pools_t,
+    sessions_t,
+)
 from .validation import (
     check_actor,
     check_host,
@@ -282,20 +291,44 @@ def login(
 
 @store_operation
 def touch(engine: Engine, session_id: int, at: datetime | None = None) -> bool:
-    """Record activity on a session. Returns False when the session has ended or is unknown."""
+    """Record activity on a session. Returns False when the session has ended or is unknown.
+
+    Raises :class:`NotAnAppSession` for a license server's active session: its activity is the
+    server's to report.
+    """
     session_id = check_session_id(session_id)
     when = clock.current_db_time(check_time(at))
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(sessions_t)
-            .where(sessions_t.c.id == session_id, sessions_t.c.ended_at.is_(None))
+            .where(
+                sessions_t.c.id == session_id,
+                sessions_t.c.ended_at.is_(None),
+                sessions_t.c.source == APP_SOURCE,
+            )
             .values(
                 last_activity=sa.func.max(sessions_t.c.last_activity, when)
                 if is_sqlite(conn)
                 else sa.func.greatest(sessions_t.c.last_activity, when)
             )
         )
-        return bool(result.rowcount)
+        if result.rowcount:
+            return True
+        source = conn.execute(
+            sa.select(sessions_t.c.source).where(
+                sessions_t.c.id == session_id, sessions_t.c.ended_at.is_(None)
+            )
+        ).scalar()
+        if source is not None:
+            raise _not_an_app_session(session_id, source)
+        return False
+
+
+def _not_an_app_session(session_id: int, source: str) -> NotAnAppSession:
+    return NotAnAppSession(
+        f"session {session_id} is a checkout on license server {source!r}: it ends when the "
+        "server checks it in, or by a logout"
+    )
 
 
 @store_operation
@@ -308,7 +341,8 @@ def end(
 ) -> bool:
     """End a session, releasing its licenses. Returns False if it had already ended.
 
-    `actor` defaults to the session's own user. Raises :class:`InvalidInput` for an unknown id.
+    `actor` defaults to the session's own user. Raises :class:`InvalidInput` for an unknown id
+    and :class:`NotAnAppSession` for a license server's session (a logout ends those).
     """
     session_id = check_session_id(session_id)
     reason = check_reason(reason)
@@ -316,11 +350,16 @@ def end(
     if actor is not None:
         actor = check_actor(actor)
     with write(engine) as conn:
-        owner = conn.execute(
-            sa.select(sessions_t.c.user_name).where(sessions_t.c.id == session_id)
-        ).scalar()
-        if owner is None:
+        found = conn.execute(
+            sa.select(sessions_t.c.user_name, sessions_t.c.source, sessions_t.c.ended_at).where(
+                sessions_t.c.id == session_id
+            )
+        ).first()
+        if found is None:
             raise InvalidInput(f"no session with id {session_id}")
+        owner, source, ended_at = found
+        if source != APP_SOURCE and ended_at is None:
+            raise _not_an_app_session(session_id, source)
         ended = end_sessions(
             conn,
             [session_id],

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import httpx
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -16,8 +17,10 @@ from licusage import accounts, actions, catalog, db, queries, sessions, tokens
 from licusage.api.openapi import ENDPOINTS
 from licusage.app import auth
 from licusage.models import audit_t, holds_t
+from licusage.sources.lmstat import import_lmstat, read_text
 from tests.browser.conftest import start_server
 from tests.helpers import fresh_pg_database
+from tests.test_sources_lmstat import FIXTURES as FLEXLM_FIXTURES
 
 CM, RO = "Case Management", "Reports Only"
 CU, NU = catalog.CONCURRENT_USER, catalog.NAMED_USER
@@ -211,6 +214,31 @@ def test_pools_and_audit_are_read(api):
         audit = reader.get("/api/v1/audit", params={"limit": 5})
         assert audit.status_code == 200
         assert len(audit.json()["events"]) <= 5
+
+
+def test_a_license_servers_session_is_not_the_applications_to_end_or_touch(api):
+    snapshot = FLEXLM_FIXTURES / "lmstat-1.txt"
+    import_lmstat(api.engine, read_text(str(snapshot)), server="api-lic1", source=str(snapshot))
+    served = queries.session_usage(api.engine, source="api-lic1")
+    session_id = int(served["session_id"].iloc[0])
+    try:
+        with api.client() as app:
+            for answer in (
+                app.delete(f"/api/v1/sessions/{session_id}"),
+                app.post(f"/api/v1/sessions/{session_id}/heartbeat"),
+            ):
+                assert answer.status_code == 409, answer.text
+                error = answer.json()["error"]
+                assert error["code"] == "not_an_app_session"
+                assert error["fields"][0]["field"] == "session_id"
+                assert "license server 'api-lic1'" in error["message"]
+        after = queries.session_usage(api.engine, source="api-lic1")
+        pd.testing.assert_frame_equal(
+            after[["session_id", "last_activity"]], served[["session_id", "last_activity"]]
+        )
+    finally:  # the server checks everything in: the module's other tests see no such sessions
+        empty = FLEXLM_FIXTURES / "lmstat-empty.txt"
+        import_lmstat(api.engine, read_text(str(empty)), server="api-lic1", source=str(empty))
 
 
 def test_admin_logout_by_ids_and_by_filter_is_audited_with_the_caller(api):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -12,7 +13,7 @@ from licusage import catalog, queries, sessions
 from licusage.api import schemas
 from licusage.api.handlers import session_filter
 from licusage.cli import main
-from licusage.errors import InvalidInput
+from licusage.errors import InvalidInput, NotAnAppSession
 from licusage.sources.lmstat import import_lmstat, read_text
 from tests.test_sources_lmstat import FIXTURES
 
@@ -76,3 +77,25 @@ def test_cli_lists_by_source_and_shows_the_column(sqlite_engine, sqlite_url):
 def test_the_api_filter_carries_host_and_source():
     spec = schemas.SessionQuery(host="ws", source="lic1")
     assert session_filter(spec) == queries.SessionFilter(host="ws", source="lic1")
+
+
+def test_an_application_cannot_touch_or_end_a_license_servers_session(engine):
+    _two_sources(engine)
+    by_user = queries.session_usage(engine).set_index("user")["session_id"]
+    ana, carla = int(by_user["ana"]), int(by_user["carla"])
+    columns = ["session_id", "user", "last_activity", "source"]
+    before = queries.session_usage(engine)[columns]
+    with pytest.raises(NotAnAppSession, match="license server 'lic1'"):
+        sessions.touch(engine, ana)
+    with pytest.raises(NotAnAppSession, match="license server 'lic1'"):
+        sessions.end(engine, ana)
+    after = queries.session_usage(engine)[columns]
+    pd.testing.assert_frame_equal(
+        after, before
+    )  # nothing changed: ana still active, same last activity
+    assert sessions.touch(engine, carla)  # the application's own session: as before
+    assert sessions.end(engine, carla)
+    # once the server has checked it in, a late heartbeat or check-in is just "ended"
+    import_lmstat(engine, read_text(str(FIXTURES / "lmstat-empty.txt")), server="lic1")
+    assert sessions.touch(engine, ana) is False
+    assert sessions.end(engine, ana) is False

@@ -3,7 +3,7 @@
 ``{"error": {"code": "invalid_request", "message": "...", "fields": [{"field": "user",
 "message": "..."}]}}``. Codes: ``invalid_json`` (400), ``unsupported_media_type`` (415),
 ``invalid_request`` (422), ``unauthenticated`` (401), ``invalid_token`` (401), ``forbidden``
-(403), ``not_found`` (404), ``method_not_allowed`` (405), ``store_unavailable`` (503),
+(403), ``not_found`` (404), ``method_not_allowed`` (405), ``not_an_app_session`` (409), ``store_unavailable`` (503),
 ``internal`` (500).
 """
 
@@ -65,3 +65,8 @@ def validation_error(error: ValidationError, prefix: str = "") -> ApiError:
 def invalid(field: str, message: str) -> ApiError:
     """A 422 for one bad field."""
     return ApiError(422, "invalid_request", f"{field}: {message}", [(field, message)])
+
+
+def not_an_app_session(error: Exception) -> ApiError:
+    """A 409: the session is a license server's checkout, not the application's to end or touch."""
+    return ApiError(409, "not_an_app_session", str(error), [("session_id", str(error))])

@@ -29,13 +29,14 @@ from .. import actions, catalog, db, queries, sessions, tokens, validation
 from ..durations import parse_duration
 from ..errors import (
     InvalidInput,
+    NotAnAppSession,
     PermissionDenied,
     StoreUnavailable,
     UnknownLicenseType,
     UnknownProduct,
 )
 from . import schemas
-from .errors import ApiError, error_body, invalid, validation_error
+from .errors import ApiError, error_body, invalid, not_an_app_session, validation_error
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +400,8 @@ class SessionHandler(ApiHandler):
         session_id = _session_id(raw_id)
         try:
             ended = sessions.end(self.ctx.engine(), session_id)
+        except NotAnAppSession as error:
+            raise not_an_app_session(error) from None
         except InvalidInput:
             raise ApiError(404, "not_found", f"no session with id {session_id}") from None
         return 200, schemas.EndResponse(session_id=session_id, ended=ended)
@@ -413,8 +416,11 @@ class HeartbeatHandler(ApiHandler):
     def _beat(self, caller: Caller, raw_id: str) -> tuple[int, BaseModel]:
         session_id = _session_id(raw_id)
         engine = self.ctx.engine()
-        if sessions.touch(engine, session_id):
-            return 200, schemas.HeartbeatResponse(state="active")
+        try:
+            if sessions.touch(engine, session_id):
+                return 200, schemas.HeartbeatResponse(state="active")
+        except NotAnAppSession as error:
+            raise not_an_app_session(error) from None
         found = queries.sessions_by_id(engine, [session_id])
         if found.empty:
             raise ApiError(404, "not_found", f"no session with id {session_id}")

@@ -61,7 +61,7 @@ ENDPOINTS = (
         "ended, e.g. after an admin logged it out: then close the user's window.",
         "sessions:write",
         schemas.HeartbeatResponse,
-        errors=(401, 403, 404, 422, 503),
+        errors=(401, 403, 404, 409, 422, 503),
     ),
     Endpoint(
         "delete",
@@ -69,7 +69,7 @@ ENDPOINTS = (
         "Check in: end the session, releasing its licenses (ended false: it had ended).",
         "sessions:write",
         schemas.EndResponse,
-        errors=(401, 403, 404, 422, 503),
+        errors=(401, 403, 404, 409, 422, 503),
     ),
     Endpoint("get", "/api/v1/pools", "Seats in use and owned per pool.", "read", schemas.PoolList),
     Endpoint(
@@ -97,6 +97,7 @@ ERROR_TEXT = {
     401: "No credentials, or an unknown or revoked token (unauthenticated, invalid_token)",
     403: "The token's scope or the account's role does not allow this (forbidden)",
     404: "No such session (not_found)",
+    409: "A license server's session: it ends on the server or by a logout (not_an_app_session)",
     415: "The body is not application/json (unsupported_media_type)",
     422: "A field is invalid: each one is named in error.fields (invalid_request)",
     503: "The store cannot be reached (store_unavailable)",
