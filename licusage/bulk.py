@@ -515,7 +515,7 @@ def _rows(
 
     # every session the idle policy ended has its audit event, as reap_idle writes it
     idle = np.flatnonzero(reason == REASONS.index(IDLE_TIMEOUT))
-    product_names = {v: k for k, v in cat.products.items()}
+    product_names = cat.product_names()
     type_names = cat.type_names()
     freed: dict[int, dict[str, str]] = {int(i): {} for i in idle.tolist()}
     for part_rows, product_id, type_id, _pool in hold_parts:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,7 +87,12 @@ class Catalog:
                 return pool
         return None
 
+    def product_names(self) -> dict[int, str]:
+        """Product id -> name."""
+        return {product_id: name for name, product_id in self.products.items()}
+
     def type_names(self) -> dict[int, str]:
+        """License type id -> name."""
         return {type_id: name for name, type_id in self.license_types.items()}
 
 
@@ -362,38 +367,41 @@ def list_pools(engine: Engine) -> pd.DataFrame:
                 )
             ).all()
         )
-    rows = [
-        {
-            "product": p.product,
-            "license_type": p.license_type,
-            "kind": p.kind,
-            "seats": p.seats,
-            "assigned": assigned.get(p.id, 0) if p.kind == NAMED else pd.NA,
-            "expires_at": p.expires_at,
-            "idle_limit": None
-            if p.idle_limit_seconds is None
-            else pd.Timedelta(seconds=p.idle_limit_seconds),
-            "counting": p.counting,
-        }
-        for p in catalog.pools
-    ]
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "product",
-            "license_type",
-            "kind",
-            "seats",
-            "assigned",
-            "expires_at",
-            "idle_limit",
-            "counting",
-        ],
-    )
-    frame["seats"] = frame["seats"].astype("Int64")
-    frame["assigned"] = frame["assigned"].astype("Int64")
-    frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
-    frame["idle_limit"] = pd.to_timedelta(frame["idle_limit"])
+    return pools_frame(
+        catalog,
+        "product license_type kind seats assigned expires_at idle_limit counting".split(),
+        assigned=lambda p: assigned.get(p.id, 0) if p.kind == NAMED else pd.NA,
+    ).astype({"assigned": "Int64"})
+
+
+_POOL_COLUMNS: dict[str, Callable[[Pool], object]] = {
+    "product": lambda p: p.product,
+    "license_type": lambda p: p.license_type,
+    "kind": lambda p: p.kind,
+    "seats": lambda p: p.seats,
+    "expires_at": lambda p: p.expires_at,
+    "idle_limit": lambda p: (
+        None if p.idle_limit_seconds is None else pd.Timedelta(seconds=p.idle_limit_seconds)
+    ),
+    "counting": lambda p: p.counting,
+}
+
+
+def pools_frame(
+    catalog: Catalog, columns: Sequence[str], **values: Callable[[Pool], object]
+) -> pd.DataFrame:
+    """One row per pool of `catalog`, in its order, with `columns`: a pool's own (``product``,
+    ``license_type``, ``kind``, ``seats`` as Int64, ``expires_at`` in UTC, ``idle_limit`` as a
+    Timedelta, ``counting``) or one of `values` (column -> its value for a pool)."""
+    getters = {**_POOL_COLUMNS, **values}
+    rows = [{column: getters[column](p) for column in columns} for p in catalog.pools]
+    frame = pd.DataFrame(rows, columns=list(columns))
+    if "seats" in frame:
+        frame["seats"] = frame["seats"].astype("Int64")
+    if "expires_at" in frame:
+        frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
+    if "idle_limit" in frame:
+        frame["idle_limit"] = pd.to_timedelta(frame["idle_limit"])
     return frame
 
 

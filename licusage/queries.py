@@ -5,11 +5,11 @@ The dashboard, the CLI and the notebooks all call these.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pandas as pd
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from . import clock
 from .audit import audit_actors as audit_actors  # the audit reads live in licusage.audit
 from .audit import audit_log as audit_log
-from .catalog import Catalog, parse_license_filter, read_catalog
+from .catalog import Catalog, parse_license_filter, pools_frame, read_catalog
 from .db import describe_db_error, is_sqlite, store_operation
 from .errors import InvalidInput, StoreUnavailable
 from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
@@ -41,21 +41,32 @@ def _check_timedelta(value: object, name: str) -> timedelta:
     return value
 
 
+def _substring_needle(
+    name: str, text: str | None, needle_of: Callable[[str], str], longest: int
+) -> str | None:
+    """The needle of a substring filter (the user and host filters' one rule): None for blank
+    (None, empty or only spaces: all rows), "" when no stored value can contain it;
+    InvalidInput when `text` is not text."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidInput(f"{name} filter must be text, not {text!r}")
+    needle = needle_of(text)
+    if not needle:
+        return None
+    return "" if "\x00" in needle or len(needle) > longest else needle
+
+
 def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
     """The SQL condition of the user filter: a case-insensitive, literal substring match.
 
     Blank (None, empty or only spaces) means all users; surrounding spaces are ignored.
     """
-    if user is None:
+    # what sessions.user_key holds (licusage.validation)
+    needle = _substring_needle("user", user, lenient_identity, MAX_USER_KEY)
+    if needle is None:
         return None
-    if not isinstance(user, str):
-        raise InvalidInput(f"user filter must be text, not {user!r}")
-    needle = lenient_identity(user)  # what sessions.user_key holds (licusage.validation)
-    if not needle:
-        return None
-    if len(needle) > MAX_USER_KEY:
-        return sa.false()  # no stored user name can contain it
-    return sessions_t.c.user_key.contains(needle, autoescape=True)
+    return sessions_t.c.user_key.contains(needle, autoescape=True) if needle else sa.false()
 
 
 def host_condition(host: str | None) -> sa.ColumnElement[bool] | None:
@@ -63,16 +74,10 @@ def host_condition(host: str | None) -> sa.ColumnElement[bool] | None:
 
     Blank (None, empty or only spaces) means all hosts; surrounding spaces are ignored.
     """
-    if host is None:
+    needle = _substring_needle("host", host, str.strip, 255)
+    if needle is None:
         return None
-    if not isinstance(host, str):
-        raise InvalidInput(f"host filter must be text, not {host!r}")
-    needle = host.strip()
-    if not needle:
-        return None
-    if "\x00" in needle or len(needle) > 255:
-        return sa.false()  # no stored host can contain it
-    return sessions_t.c.host.icontains(needle, autoescape=True)
+    return sessions_t.c.host.icontains(needle, autoescape=True) if needle else sa.false()
 
 
 SORT_KEYS = ("session_id", "user", "host", "started_at", "last_activity", "idle", "source")
@@ -91,6 +96,17 @@ def _check_sort(sort: Sequence[tuple[str, bool]] | None, products: Collection[st
             raise InvalidInput(f"sort direction of {key!r} must be True or False")
 
 
+class FilterFields(TypedDict, total=False):
+    """The fields of a :class:`SessionFilter` as keyword arguments of the session queries
+    (``session_usage(engine, user="smith")``): one declaration for all of them."""
+
+    user: str | None
+    license_types: Mapping[str, Collection[str] | None] | None
+    idle_over: timedelta | None
+    host: str | None
+    source: str | None
+
+
 @dataclass(frozen=True)
 class SessionFilter:
     """Which active sessions a listing shows; validated once, turned into SQL once.
@@ -104,8 +120,9 @@ class SessionFilter:
     - `source`: where the sessions came from, exactly: ``"app"`` (the application API) or the
       name of a license server given at import (``--server NAME``).
 
-    :func:`session_usage`, :func:`session_usage_page` and :func:`session_usage_counts` take one
-    (or the same three keyword arguments); :meth:`code` is the notebook line that reproduces it.
+    Every session query (:func:`session_usage`, :func:`session_usage_page`,
+    :func:`session_usage_counts`, ...) takes one, or its fields as keyword arguments
+    (:class:`FilterFields`); :meth:`code` is the notebook line that reproduces it.
     Raises :class:`~licusage.errors.InvalidInput` for arguments of the wrong shape.
     """
 
@@ -148,27 +165,18 @@ class SessionFilter:
 
     @classmethod
     def of(
-        cls,
-        where: SessionFilter | None = None,
-        *,
-        user: str | None = None,
-        license_types: Mapping[str, Collection[str] | None] | None = None,
-        idle_over: timedelta | None = None,
-        host: str | None = None,
-        source: str | None = None,
+        cls, where: SessionFilter | None = None, **filters: Unpack[FilterFields]
     ) -> SessionFilter:
-        """`where`, else a filter of the keyword arguments (not both)."""
+        """`where`, else a filter of the keyword arguments (not both): what every session
+        query does with its filter arguments."""
+        unknown = sorted(set(filters) - set(FilterFields.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
         if where is None:
-            return cls(
-                user=user,
-                license_types=license_types,
-                idle_over=idle_over,
-                host=host,
-                source=source,
-            )
+            return cls(**filters)
         if not isinstance(where, SessionFilter):
             raise InvalidInput(f"the filter must be a SessionFilter, not {where!r}")
-        if any(v is not None for v in (user, license_types, idle_over, host, source)):
+        if any(v is not None for v in filters.values()):
             raise InvalidInput("give a SessionFilter or keyword filters, not both")
         return where
 
@@ -330,12 +338,7 @@ def _usage_select(
 def session_usage(
     engine: Engine,
     where: SessionFilter | None = None,
-    *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
-    host: str | None = None,
-    source: str | None = None,
+    **filters: Unpack[FilterFields],
 ) -> pd.DataFrame:
     """The active sessions matching the filter, oldest last activity first.
 
@@ -353,14 +356,7 @@ def session_usage(
     ``idle`` (Timedelta), ``source`` (``app`` or the license server's name), then one column per product of the catalogue, named as the product,
     holding the license type held (missing when the session holds none of that product).
     """
-    where = SessionFilter.of(
-        where,
-        user=user,
-        license_types=license_types,
-        idle_over=idle_over,
-        host=host,
-        source=source,
-    )
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)
@@ -427,6 +423,11 @@ def pools_in_use(conn: Any, catalog: Catalog) -> tuple[dict[int, int], dict[int,
     return in_use, reserved
 
 
+POOL_USAGE_COLUMNS = (
+    "product license_type kind seats in_use free denials_today expires_at counting reserved"
+).split()
+
+
 @store_operation
 def pool_usage(engine: Engine) -> pd.DataFrame:
     """Seats per pool right now.
@@ -451,42 +452,17 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
                 .group_by(denials_t.c.pool_id)
             ).all()
         )
-    rows = [
-        {
-            "product": p.product,
-            "license_type": p.license_type,
-            "kind": p.kind,
-            "seats": p.seats,
-            "in_use": in_use.get(p.id, 0),
-            "free": None if p.seats is None else max(p.seats - in_use.get(p.id, 0), 0),
-            "denials_today": denied.get(p.id, 0),
-            "expires_at": p.expires_at,
-            "counting": p.counting,
-            "reserved": reserved.get(p.id, 0),
-        }
-        for p in catalog.pools
-    ]
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "product",
-            "license_type",
-            "kind",
-            "seats",
-            "in_use",
-            "free",
-            "denials_today",
-            "expires_at",
-            "counting",
-            "reserved",
-        ],
+    frame = pools_frame(
+        catalog,
+        POOL_USAGE_COLUMNS,
+        in_use=lambda p: in_use.get(p.id, 0),
+        free=lambda p: None if p.seats is None else max(p.seats - in_use.get(p.id, 0), 0),
+        denials_today=lambda p: denied.get(p.id, 0),
+        reserved=lambda p: reserved.get(p.id, 0),
     )
-    for column in ("in_use", "denials_today", "reserved"):
-        frame[column] = frame[column].astype("int64")
-    for column in ("seats", "free"):
-        frame[column] = frame[column].astype("Int64")
-    frame["expires_at"] = pd.to_datetime(frame["expires_at"]).dt.tz_localize("UTC")
-    return frame
+    return frame.astype(
+        {"in_use": "int64", "denials_today": "int64", "reserved": "int64", "free": "Int64"}
+    )
 
 
 @store_operation
@@ -515,8 +491,7 @@ def held_licenses(conn: sa.Connection, catalog: Catalog, ids: list[int]) -> pd.D
             .where(id_in, holds_t.c.released_at.is_(None))
             .order_by(holds_t.c.id)
         ).all()
-    product_names = {v: k for k, v in catalog.products.items()}
-    type_names = catalog.type_names()
+    product_names, type_names = catalog.product_names(), catalog.type_names()
     frame = pd.DataFrame(
         [(r[0], r[1], product_names[r[2]], type_names[r[3]], r[4]) for r in rows],
         columns=["session_id", "user", "product", "license_type", "licenses"],
@@ -577,14 +552,10 @@ def session_usage_page(
     engine: Engine,
     where: SessionFilter | None = None,
     *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
-    host: str | None = None,
-    source: str | None = None,
     offset: int = 0,
     limit: int = 25,
     sort: Sequence[tuple[str, bool]] | None = None,
+    **filters: Unpack[FilterFields],
 ) -> pd.DataFrame:
     """Rows `offset` to `offset + limit` of :func:`session_usage` with the same filter, in its
     order (oldest last activity first, then session id), sorted and cut by the database.
@@ -597,14 +568,7 @@ def session_usage_page(
     for name, value in (("offset", offset), ("limit", limit)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
-    where = SessionFilter.of(
-        where,
-        user=user,
-        license_types=license_types,
-        idle_over=idle_over,
-        host=host,
-        source=source,
-    )
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)
@@ -620,23 +584,11 @@ def session_usage_page(
 def session_usage_ids(
     engine: Engine,
     where: SessionFilter | None = None,
-    *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
-    host: str | None = None,
-    source: str | None = None,
+    **filters: Unpack[FilterFields],
 ) -> list[int]:
     """The session ids of :func:`session_usage` with the same filter, in its order: what
     "select all matching" acts on (ids only, read by the database)."""
-    where = SessionFilter.of(
-        where,
-        user=user,
-        license_types=license_types,
-        idle_over=idle_over,
-        host=host,
-        source=source,
-    )
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:
         query = _usage_select(conn, read_catalog(conn), where, now)
@@ -647,25 +599,14 @@ def iter_session_usage(
     engine: Engine,
     where: SessionFilter | None = None,
     *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
-    host: str | None = None,
-    source: str | None = None,
     batch_size: int = 10_000,
+    **filters: Unpack[FilterFields],
 ) -> Iterator[pd.DataFrame]:
     """:func:`session_usage` in DataFrames of at most `batch_size` rows, read from one
     streaming cursor: an export of a million sessions never holds them all."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput(f"batch_size must be a whole number >= 1, not {batch_size!r}")
-    where = SessionFilter.of(
-        where,
-        user=user,
-        license_types=license_types,
-        idle_over=idle_over,
-        host=host,
-        source=source,
-    )
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     try:
         with engine.connect() as conn:
@@ -688,23 +629,11 @@ def iter_session_usage(
 def session_usage_counts(
     engine: Engine,
     where: SessionFilter | None = None,
-    *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
-    host: str | None = None,
-    source: str | None = None,
+    **filters: Unpack[FilterFields],
 ) -> tuple[int, int]:
     """(sessions, distinct users) of :func:`session_usage` with the same filter, counted by
     the database (no rows fetched)."""
-    where = SessionFilter.of(
-        where,
-        user=user,
-        license_types=license_types,
-        idle_over=idle_over,
-        host=host,
-        source=source,
-    )
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     s = sessions_t
     with engine.connect() as conn:
@@ -723,11 +652,9 @@ def session_usage_after(
     engine: Engine,
     where: SessionFilter | None = None,
     *,
-    user: str | None = None,
-    license_types: Mapping[str, Collection[str]] | None = None,
-    idle_over: timedelta | None = None,
     after: tuple[datetime, int] | None = None,
     limit: int = 100,
+    **filters: Unpack[FilterFields],
 ) -> pd.DataFrame:
     """Up to `limit` rows of :func:`session_usage` (same filter, same order: last activity,
     then session id) that come after the row (`last_activity`, `session_id`) `after`.
@@ -738,7 +665,7 @@ def session_usage_after(
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidInput(f"limit must be a whole number >= 0, not {limit!r}")
-    where = SessionFilter.of(where, user=user, license_types=license_types, idle_over=idle_over)
+    where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:
         catalog = read_catalog(conn)

@@ -429,7 +429,7 @@ def end_sessions(
     freed: dict[int, dict[str, str]] = {session_id: {} for session_id in ended}
     if audit:
         catalog = read_catalog(conn)
-        product_names = {v: k for k, v in catalog.products.items()}
+        product_names = catalog.product_names()
         type_names = catalog.type_names()
     ended_ids = sorted(ended)
     for id_in in id_conditions(conn, holds_t.c.session_id, ended_ids):

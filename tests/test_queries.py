@@ -270,3 +270,26 @@ def test_the_api_doc_example_runs(tmp_path, monkeypatch):
     assert namespace["result"].logged_out == (namespace["a"].session_id,)
     assert namespace["result"].unknown == (999,)
     namespace["engine"].dispose()
+
+
+def test_every_session_query_takes_the_filter_once(store):
+    """The filter's keyword arguments are declared once (queries.FilterFields): each session
+    query takes them, or a SessionFilter, never both; an unknown keyword is a TypeError."""
+    engine, _ = store
+    where = queries.SessionFilter(user="ALI", host=None)
+    expected = list(queries.session_usage(engine, where)["session_id"])
+    assert expected  # Alice
+    assert expected == list(queries.session_usage(engine, user="ALI")["session_id"])
+    assert queries.session_usage_ids(engine, user="ALI") == expected
+    assert list(queries.session_usage_page(engine, user="ALI", limit=10)["session_id"]) == expected
+    assert list(queries.session_usage_after(engine, user="ALI")["session_id"]) == expected
+    assert [
+        i for part in queries.iter_session_usage(engine, user="ALI") for i in part["session_id"]
+    ] == expected
+    assert queries.session_usage_counts(engine, where)[0] == len(expected)
+    with pytest.raises(InvalidInput, match="not both"):
+        queries.session_usage(engine, where, user="x")
+    with pytest.raises(TypeError, match="usr"):
+        queries.session_usage(engine, usr="x")
+    with pytest.raises(TypeError, match="usr"):
+        queries.session_usage_counts(engine, where, usr=None)

@@ -210,13 +210,7 @@ class SessionExplorer(param.Parameterized):
         """The current filter as keyword arguments of :func:`licusage.queries.session_usage`
         (paste them into a notebook to reproduce the table). Raises
         :class:`~licusage.errors.InvalidInput` for an idle duration that is not one."""
-        chosen = {p: list(t) for p, t in self.license_types.items() if t and p in self.products}
-        return {
-            "user": self.user or None,
-            "license_types": chosen or None,
-            "idle_over": idle_delta(self.idle_over),
-            "host": self.host or None,
-        }
+        return {**self.filters_without_idle(), "idle_over": idle_delta(self.idle_over)}
 
     def session_filter(self) -> queries.SessionFilter:
         """The current filter, validated once (what the table, the counts and the code show)."""
@@ -353,16 +347,23 @@ class SessionExplorer(param.Parameterized):
         sort = tuple((str(k), bool(a)) for k, a in self.sort)
         return View(self.filters(), sort, page)
 
+    def _view_to_run(self) -> View | None:
+        """The first page of the current filter, for a Run or the page's opening: None (and a
+        notification) when the catalogue cannot be read or the filter is not one."""
+        if not self.products and not self.load_catalog():
+            return None
+        try:
+            return self._current_view()
+        except LicusageError as error:
+            self._report("Run", error)
+            return None
+
     def open(self) -> bool:
         """The page opens: read the first page of the current filter now (it goes out with the
         page itself); the counts and the seats are read meanwhile in a worker thread and shown
         by :meth:`finish_open` once the page has loaded."""
-        if not self.products and not self.load_catalog():
-            return False
-        try:
-            view = self._current_view()
-        except LicusageError as error:
-            self._report("Run", error)
+        view = self._view_to_run()
+        if view is None:
             return False
         self._opening = (self._count_later(view), view)
         reading = self._guard("Run", lambda: self._read(view, False, False))
@@ -418,11 +419,12 @@ class SessionExplorer(param.Parameterized):
         """Query the first page, the counts and the seats for the current filters; False (and
         a notification) when that failed. The selection stays when the filter is the one
         shown (a Run that reads the same result again), else it clears."""
-        if not self.products and not self.load_catalog():
+        view = self._view_to_run()
+        if view is None:
             return False
         self.busy = True
         try:
-            reading = self._guard("Run", lambda: self._read(self._current_view(), True, True))
+            reading = self._guard("Run", lambda: self._read(view, True, True))
             return reading is not None and self._apply(reading, self._same_filter(reading.view))
         finally:
             self.busy = False
@@ -436,12 +438,8 @@ class SessionExplorer(param.Parameterized):
         together)."""
         if first_rows is not None:
             self.page_size = first_rows
-        if not self.products and not self.load_catalog():
-            return False
-        try:
-            view = self._current_view()
-        except LicusageError as error:
-            self._report("Run", error)
+        view = self._view_to_run()
+        if view is None:
             return False
         counted = self._count_later(view)
         keep = self._same_filter(view)

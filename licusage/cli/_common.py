@@ -188,6 +188,19 @@ def open_store(db_url: str | None) -> Engine:
     return store_db.connect(store_url(db_url))
 
 
+def whole_option(
+    flag: str, low: int, high: int | None = None, *, default: int | None = None, help: str
+) -> Callable[[F], F]:
+    """An option taking a whole number from `low` (to `high`), its default (if any) shown."""
+    return click.option(
+        flag,
+        type=click.IntRange(low, high),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 def format_option(func: F) -> F:
     return click.option(
         "--format",

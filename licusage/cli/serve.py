@@ -17,7 +17,7 @@ from ..policy import start_reaper
 from ..server import ServeOptions, check_options
 from ..server import serve as serve_app
 from ..sources.poll import PollTarget, start_poller
-from ._common import DurationType, db_option, fail, store_url
+from ._common import DurationType, db_option, fail, store_url, whole_option
 
 
 @click.command()
@@ -31,12 +31,8 @@ from ._common import DurationType, db_option, fail, store_url
     "--allow-unauthenticated-remote.",
 )
 @click.option("--demo", is_flag=True, help="Fill an empty store with demo data first.")
-@click.option(
-    "--num-procs",
-    type=click.IntRange(0),
-    default=1,
-    show_default=True,
-    help="Server processes (0: one per CPU); they share the store.",
+@whole_option(
+    "--num-procs", 0, default=1, help="Server processes (0: one per CPU); they share the store."
 )
 @click.option("--auth", is_flag=True, help="Require sign-in with the accounts of 'licusage users'.")
 @click.option(

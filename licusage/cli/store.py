@@ -28,41 +28,22 @@ from ._common import (
     render_table,
     stdin_is_terminal,
     usage_records,
+    whole_option,
     write_csv,
 )
 
 
 @click.command()
-@click.option(
-    "--users",
-    type=click.IntRange(1, 1_000_000),
-    default=200,
-    show_default=True,
-    help="How many users the suite has.",
+@whole_option("--users", 1, 1_000_000, default=200, help="How many users the suite has.")
+@whole_option("--days", 1, 3650, default=14, help="Days of history, ending now.")
+@whole_option(
+    "--seed", 0, default=0, help="Random seed: the same seed and time give the same data."
 )
-@click.option(
-    "--days",
-    type=click.IntRange(1, 3650),
-    default=14,
-    show_default=True,
-    help="Days of history, ending now.",
+@whole_option(
+    "--active", 0, help="Large store: this many open sessions (bulk-loaded; see licusage.bulk)."
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Random seed: the same seed and time give the same data.",
-)
-@click.option(
-    "--active",
-    type=click.IntRange(0),
-    help="Large store: this many open sessions (bulk-loaded; see licusage.bulk).",
-)
-@click.option(
-    "--history",
-    type=click.IntRange(0),
-    help="Large store: this many ended sessions over --days (bulk-loaded).",
+@whole_option(
+    "--history", 0, help="Large store: this many ended sessions over --days (bulk-loaded)."
 )
 @db_option
 def demo(
