@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import click
 
 from .. import clock
 from ..errors import InvalidInput, LicusageError
-from ..sources.flexlm_log import ImportResult, import_flexlm_log
+from ..sources.files import ImportResult
+from ..sources.flexlm_log import import_flexlm_log
 from ..sources.lmstat import ServerDown, SnapshotResult, import_lmstat, read_text
 from ..sources.mapping import read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
@@ -43,76 +45,58 @@ def _report(result: ImportResult) -> None:
     )
 
 
-@import_group.command("flexlm-log")
-@click.argument("files", metavar="FILE...", nargs=-1, required=True)
-@click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
-@click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
-@click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@progress_option
-@db_option
-def flexlm_log(
-    files: tuple[str, ...],
-    server: str,
-    mapping: str | None,
-    timezone: str | None,
-    progress: bool | None,
-    db_url: str | None,
-) -> None:
+def _log_command(name: str, importer: Callable[..., ImportResult], help_text: str) -> None:
+    """Add ``licusage import NAME FILE... --server NAME``, reading logs with `importer`."""
+
+    @import_group.command(name, help=help_text)
+    @click.argument("files", metavar="FILE...", nargs=-1, required=True)
+    @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
+    @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
+    @click.option("--timezone", metavar="TZ", help=TZ_HELP)
+    @progress_option
+    @db_option
+    def command(
+        files: tuple[str, ...],
+        server: str,
+        mapping: str | None,
+        timezone: str | None,
+        progress: bool | None,
+        db_url: str | None,
+    ) -> None:
+        feature_map = read_mapping(mapping)
+        engine = open_store(db_url)
+        try:
+            result = importer(
+                engine,
+                list(files),
+                server=server,
+                mapping=feature_map,
+                timezone=timezone,
+                progress=show_progress(progress),
+            )
+        finally:
+            engine.dispose()
+        _report(result)
+
+
+_log_command(
+    "flexlm-log",
+    import_flexlm_log,
     """Import FlexLM debug logs (lmgrd -l); again later to add what the log gained.
 
     Example:
       licusage import flexlm-log /var/log/lmgrd.log --server cad1 --timezone Europe/Paris
-    """
-    feature_map = read_mapping(mapping)
-    engine = open_store(db_url)
-    try:
-        result = import_flexlm_log(
-            engine,
-            list(files),
-            server=server,
-            mapping=feature_map,
-            timezone=timezone,
-            progress=show_progress(progress),
-        )
-    finally:
-        engine.dispose()
-    _report(result)
-
-
-@import_group.command("rlm-log")
-@click.argument("files", metavar="FILE...", nargs=-1, required=True)
-@click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
-@click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
-@click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@progress_option
-@db_option
-def rlm_log(
-    files: tuple[str, ...],
-    server: str,
-    mapping: str | None,
-    timezone: str | None,
-    progress: bool | None,
-    db_url: str | None,
-) -> None:
+    """,
+)
+_log_command(
+    "rlm-log",
+    import_rlm_log,
     """Import RLM report logs (an ISV server's REPORTLOG); again later to add what they gained.
 
     Example:
       licusage import rlm-log /var/rlm/acme.rl --server rlm1 --timezone Europe/Paris
-    """
-    feature_map = read_mapping(mapping)
-    engine = open_store(db_url)
-    try:
-        result = import_rlm_log(
-            engine,
-            list(files),
-            server=server,
-            mapping=feature_map,
-            timezone=timezone,
-            progress=show_progress(progress),
-        )
-    finally:
-        engine.dispose()
-    _report(result)
+    """,
+)
 
 
 def _report_snapshot(result: SnapshotResult) -> None:

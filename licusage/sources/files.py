@@ -5,22 +5,36 @@ up to each offset recorded for the server and format, and continues after the lo
 that matches (the same log, grown, or just the same log again). A log that matches none
 (rotated, or another server's) is read from its start. Only whole lines are read: a last line
 without its newline is left for the next import, when it is complete.
+
+:func:`import_logs` is the one loop every log source runs: a :class:`LogFormat` names how to
+recognise the log and how to read its lines.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from tqdm import tqdm
 
 from .. import clock
+from ..db import write
+from ..errors import InvalidInput
 from ..models import imported_files_t
+from .mapping import FeatureMap
+from .writer import Counts, ServerWriter, zone
 
 CHUNK = 1 << 20
+SNIFF_LINES = 50  # a log shows what it is among its first lines
 
 
 @dataclass
@@ -99,3 +113,152 @@ def save(
             .where(imported_files_t.c.id == resume.record_id)
             .values(**values)
         )
+
+
+@dataclass
+class ImportResult:
+    """What one import read and changed."""
+
+    files: int = 0
+    lines: int = 0  # new lines read
+    bytes: int = 0  # new bytes read
+    skipped_bytes: int = 0  # bytes an earlier import had read already
+    counts: Counts | None = None
+
+
+class Clock(Protocol):
+    """A log reader's sense of date and time; its state is kept between imports."""
+
+    def state(self) -> dict[str, Any]: ...
+
+
+class LogReader:
+    """Reads a log's lines into a :class:`ServerWriter` (subclasses define :meth:`line`);
+    `number` is the line being read."""
+
+    def __init__(self, path: str, writer: ServerWriter, clock: Any) -> None:
+        self.path, self.writer, self.clock = path, writer, clock
+        self.number = 0
+
+    def bad(self, message: str) -> InvalidInput:
+        """The error for the line being read."""
+        return InvalidInput(f"{self.path}, line {self.number}: {message}")
+
+    def line(self, text: str) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """What the next import needs to go on reading."""
+        return dict(self.clock.state())
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """A kind of log: its name in ``imported_files.format``, the server kind it comes from,
+    what it is called in errors (``a FlexLM debug log``), the pattern one of its first lines
+    matches (stripped) and what the error says when none does, its clock (made from the state
+    an earlier import left) and its line reader."""
+
+    name: str
+    server_kind: str
+    title: str
+    marker: re.Pattern[str]
+    no_marker: str
+    clock: Callable[[dict[str, Any], ZoneInfo], Clock]
+    reader: type[LogReader]
+
+    def sniff(self, path: str, head: bytes) -> None:
+        """Raise InvalidInput unless the first bytes of the file at `path` are such a log."""
+        if b"\x00" in head:
+            raise InvalidInput(f"{path} is not {self.title} (it is binary)")
+        lines = head.decode("utf-8", "replace").splitlines()[:SNIFF_LINES]
+        if not any(self.marker.match(line.strip()) for line in lines):
+            raise InvalidInput(f"{path} is not {self.title} ({self.no_marker})")
+
+
+def _read_cannot(path: str, error: OSError) -> InvalidInput:
+    return InvalidInput(f"cannot read {path}: {error.strerror or error}")
+
+
+def _import_file(
+    conn: Connection,
+    fmt: LogFormat,
+    writer: ServerWriter,
+    path: str,
+    tz: ZoneInfo,
+    progress: bool,
+    result: ImportResult,
+) -> None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after a long loop
+    except OSError as error:
+        raise _read_cannot(path, error) from None
+    with handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(64 * 1024)
+            handle.seek(0)
+        except OSError as error:
+            raise _read_cannot(path, error) from None
+        fmt.sniff(path, head)
+        resume = find_resume(conn, writer.server_id, fmt.name, handle, size)
+        reader = fmt.reader(path, writer, fmt.clock(resume.state, tz))
+        offset, lines = resume.offset, resume.lines
+        result.skipped_bytes += offset
+        with tqdm(
+            total=size - offset,
+            unit="B",
+            unit_scale=True,
+            desc=f"importing {Path(path).name}",
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # not complete yet: the next import reads it
+                reader.number = lines + 1
+                reader.line(raw.decode("utf-8", "replace"))
+                lines += 1
+                offset += len(raw)
+                resume.hasher.update(raw)
+                bar.update(len(raw))
+        result.lines += lines - resume.lines
+        result.bytes += offset - resume.offset
+        result.files += 1
+        if resume.record_id is not None and offset == resume.offset:
+            return  # nothing new: the store stays exactly as it was
+        save(
+            conn,
+            resume,
+            server_id=writer.server_id,
+            fmt=fmt.name,
+            path=str(Path(path).resolve()),
+            offset=offset,
+            lines=lines,
+            state=reader.state(),
+        )
+
+
+def import_logs(
+    engine: Engine,
+    fmt: LogFormat,
+    paths: Sequence[str],
+    *,
+    server: str,
+    mapping: FeatureMap | None = None,
+    timezone: str | None = None,
+    progress: bool = False,
+) -> ImportResult:
+    """Import logs of format `fmt` of the license server named `server`, all in one transaction
+    (all or nothing); each file continues where an earlier import of it stopped."""
+    tz = zone(timezone)
+    if not paths:
+        raise InvalidInput("no log file given")
+    result = ImportResult()
+    with write(engine) as conn:
+        writer = ServerWriter(conn, server, fmt.server_kind, mapping)
+        for path in paths:
+            _import_file(conn, fmt, writer, str(path), tz, progress, result)
+        writer.flush()
+    result.counts = writer.counts
+    return result

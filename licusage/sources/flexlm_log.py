@@ -28,29 +28,24 @@ Times are local to the server: ``timezone`` (IANA name) converts them to UTC (de
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
-from tqdm import tqdm
 
-from ..db import store_operation, write
-from ..errors import InvalidInput
+from ..db import store_operation
 from ..sessions import POOL_FULL
 from . import files
+from .files import ImportResult
 from .mapping import FeatureMap
-from .writer import CHECKED_IN, IDLE_TIMEOUT, Counts, ServerWriter, zone
+from .writer import CHECKED_IN, IDLE_TIMEOUT
 
 FORMAT = "flexlm-log"
 UNSUPPORTED = "unsupported"
 SERVER_DENIED = "server_denied"
 WRAP_SECONDS = 6 * 3600  # a time this much earlier than the last one is the next day
-SNIFF_LINES = 50  # a debug log has a time-stamped line among its first lines
 
 LINE = re.compile(r"\s*(\d{1,2}):(\d{2}):(\d{2}) \(([^()\s]+)\) ?(.*)")
 EVENT = re.compile(r"(OUT|IN|DENIED|QUEUED|UNSUPPORTED): (.*)")
@@ -64,17 +59,6 @@ BANNER = re.compile(
 SYSTEM_DATE = re.compile(r"Server's System Date and Time: \w{3} (\w{3}) (\d{1,2}) (\d{4})")
 MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 ERROR_CODE = re.compile(r"\((-?\d+),\s*\d+(?::[^)]*)?\)\)?\s*$")
-
-
-@dataclass
-class ImportResult:
-    """What one import read and changed."""
-
-    files: int = 0
-    lines: int = 0  # new lines read
-    bytes: int = 0  # new bytes read
-    skipped_bytes: int = 0  # bytes an earlier import had read already
-    counts: Counts | None = None
 
 
 class _Clock:
@@ -136,13 +120,8 @@ def _inner(rest: str) -> str | None:
     return text[1:-1] if depth == 0 else None
 
 
-class _Reader:
-    def __init__(self, path: str, writer: ServerWriter, clock: _Clock, first_line: int) -> None:
-        self.path, self.writer, self.clock = path, writer, clock
-        self.number = first_line
-
-    def bad(self, message: str) -> InvalidInput:
-        return InvalidInput(f"{self.path}, line {self.number}: {message}")
+class _Reader(files.LogReader):
+    clock: _Clock
 
     def line(self, text: str) -> None:
         match = LINE.match(text)
@@ -238,69 +217,15 @@ class _Reader:
             self.writer.restart(at)
 
 
-def _sniff(path: str, head: bytes) -> None:
-    if b"\x00" in head:
-        raise InvalidInput(f"{path} is not a FlexLM debug log (it is binary)")
-    lines = head.decode("utf-8", "replace").splitlines()[:SNIFF_LINES]
-    if not any(LINE.match(line) for line in lines if line.strip()):
-        raise InvalidInput(
-            f"{path} is not a FlexLM debug log (no line starts with a time and a daemon, "
-            "as in ' 9:27:32 (lmgrd) ...')"
-        )
-
-
-def _import_file(
-    conn: Any, writer: ServerWriter, path: str, tz: ZoneInfo, progress: bool, result: ImportResult
-) -> None:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, after a long loop
-    except OSError as error:
-        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
-    with handle:
-        try:
-            size = os.fstat(handle.fileno()).st_size
-            head = handle.read(64 * 1024)
-            handle.seek(0)
-        except OSError as error:
-            raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
-        _sniff(path, head)
-        resume = files.find_resume(conn, writer.server_id, FORMAT, handle, size)
-        clock = _Clock(resume.state, tz)
-        reader = _Reader(path, writer, clock, resume.lines)
-        offset, lines = resume.offset, resume.lines
-        result.skipped_bytes += offset
-        with tqdm(
-            total=size - offset,
-            unit="B",
-            unit_scale=True,
-            desc=f"importing {Path(path).name}",
-            disable=not progress,
-            leave=False,
-        ) as bar:
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # not complete yet: the next import reads it
-                reader.number = lines + 1
-                reader.line(raw.decode("utf-8", "replace"))
-                lines += 1
-                offset += len(raw)
-                resume.hasher.update(raw)
-                bar.update(len(raw))
-        result.lines += lines - resume.lines
-        result.bytes += offset - resume.offset
-        result.files += 1
-        if resume.record_id is not None and offset == resume.offset:
-            return  # nothing new: the store stays exactly as it was
-        files.save(
-            conn,
-            resume,
-            server_id=writer.server_id,
-            fmt=FORMAT,
-            path=str(Path(path).resolve()),
-            offset=offset,
-            lines=lines,
-            state=clock.state(),
-        )
+FLEXLM_LOG = files.LogFormat(
+    FORMAT,
+    "flexlm",
+    "a FlexLM debug log",
+    LINE,
+    "no line starts with a time and a daemon, as in ' 9:27:32 (lmgrd) ...'",
+    _Clock,
+    _Reader,
+)
 
 
 @store_operation
@@ -321,14 +246,12 @@ def import_flexlm_log(
     is not a debug log or has a truncated line, and for a feature the mapping lacks; then
     nothing is changed.
     """
-    tz = zone(timezone)
-    if not paths:
-        raise InvalidInput("no log file given")
-    result = ImportResult()
-    with write(engine) as conn:
-        writer = ServerWriter(conn, server, "flexlm", mapping)
-        for path in paths:
-            _import_file(conn, writer, str(path), tz, progress, result)
-        writer.flush()
-    result.counts = writer.counts
-    return result
+    return files.import_logs(
+        engine,
+        FLEXLM_LOG,
+        paths,
+        server=server,
+        mapping=mapping,
+        timezone=timezone,
+        progress=progress,
+    )

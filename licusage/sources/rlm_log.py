@@ -33,29 +33,25 @@ Imports are repeatable and incremental as for the FlexLM debug log (:mod:`.files
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
-from tqdm import tqdm
 
-from ..db import store_operation, write
-from ..errors import InvalidInput
+from ..db import store_operation
 from ..sessions import POOL_FULL
 from . import files
-from .flexlm_log import SERVER_DENIED, ImportResult
+from .files import ImportResult
+from .flexlm_log import SERVER_DENIED
 from .mapping import FeatureMap
-from .writer import CHECKED_IN, IDLE_TIMEOUT, REMOVED, ServerWriter, zone
+from .writer import CHECKED_IN, IDLE_TIMEOUT, REMOVED
 
 FORMAT = "rlm-log"
 REASONS = {"3": REMOVED, "4": IDLE_TIMEOUT}  # IN's "why"; anything else: checked_in
 ALL_IN_USE = "-22"  # RLM_EL_ALLINUSE
 WRAP_DAYS = 183  # a date this much earlier than the last one is in the next year
-SNIFF_LINES = 50
 
 TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 DAY = re.compile(r"(\d{1,2})/(\d{1,2})$")
@@ -100,13 +96,8 @@ def _tokens(text: str) -> list[str] | None:
     return [m.group(1) if m.group(2) is None else m.group(2) for m in TOKEN.finditer(text)]
 
 
-class _Reader:
-    def __init__(self, path: str, writer: ServerWriter, clock: _Clock) -> None:
-        self.path, self.writer, self.clock = path, writer, clock
-        self.number = 0
-
-    def bad(self, message: str) -> InvalidInput:
-        return InvalidInput(f"{self.path}, line {self.number}: {message}")
+class _Reader(files.LogReader):
+    clock: _Clock
 
     def line(self, text: str) -> None:
         kind, _, rest = text.strip().partition(" ")
@@ -196,69 +187,15 @@ class _Reader:
         self.writer.restart(at)
 
 
-def _sniff(path: str, head: bytes) -> None:
-    if b"\x00" in head:
-        raise InvalidInput(f"{path} is not an RLM report log (it is binary)")
-    lines = head.decode("utf-8", "replace").splitlines()[:SNIFF_LINES]
-    if not any(HEADER.match(line.strip()) for line in lines):
-        raise InvalidInput(
-            f"{path} is not an RLM report log (no 'RLM Report Log Format' or START record "
-            "among its first lines)"
-        )
-
-
-def _import_file(
-    conn: Any, writer: ServerWriter, path: str, tz: ZoneInfo, progress: bool, result: ImportResult
-) -> None:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, after a long loop
-    except OSError as error:
-        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
-    with handle:
-        try:
-            size = os.fstat(handle.fileno()).st_size
-            head = handle.read(64 * 1024)
-            handle.seek(0)
-        except OSError as error:
-            raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
-        _sniff(path, head)
-        resume = files.find_resume(conn, writer.server_id, FORMAT, handle, size)
-        clock = _Clock(resume.state, tz)
-        reader = _Reader(path, writer, clock)
-        offset, lines = resume.offset, resume.lines
-        result.skipped_bytes += offset
-        with tqdm(
-            total=size - offset,
-            unit="B",
-            unit_scale=True,
-            desc=f"importing {Path(path).name}",
-            disable=not progress,
-            leave=False,
-        ) as bar:
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # not complete yet: the next import reads it
-                reader.number = lines + 1
-                reader.line(raw.decode("utf-8", "replace"))
-                lines += 1
-                offset += len(raw)
-                resume.hasher.update(raw)
-                bar.update(len(raw))
-        result.lines += lines - resume.lines
-        result.bytes += offset - resume.offset
-        result.files += 1
-        if resume.record_id is not None and offset == resume.offset:
-            return  # nothing new: the store stays exactly as it was
-        files.save(
-            conn,
-            resume,
-            server_id=writer.server_id,
-            fmt=FORMAT,
-            path=str(Path(path).resolve()),
-            offset=offset,
-            lines=lines,
-            state=clock.state(),
-        )
+RLM_LOG = files.LogFormat(
+    FORMAT,
+    "rlm",
+    "an RLM report log",
+    HEADER,
+    "no 'RLM Report Log Format' or START record among its first lines",
+    _Clock,
+    _Reader,
+)
 
 
 @store_operation
@@ -278,14 +215,12 @@ def import_rlm_log(
     that cannot be read, is not a report log or has a truncated record, and for a feature the
     mapping lacks; then nothing is changed.
     """
-    tz = zone(timezone)
-    if not paths:
-        raise InvalidInput("no log file given")
-    result = ImportResult()
-    with write(engine) as conn:
-        writer = ServerWriter(conn, server, "rlm", mapping)
-        for path in paths:
-            _import_file(conn, writer, str(path), tz, progress, result)
-        writer.flush()
-    result.counts = writer.counts
-    return result
+    return files.import_logs(
+        engine,
+        RLM_LOG,
+        paths,
+        server=server,
+        mapping=mapping,
+        timezone=timezone,
+        progress=progress,
+    )
