@@ -1,5 +1,5 @@
 """The hourly roll-up (licusage.rollup, licusage.analytics.rollup) against brute force over the
-holds: random writes interleaved with reads, backdated writes, PostgreSQL, concurrent writers,
+holds (concurrency and hour_of_week read it): random writes interleaved with reads, backdated writes, PostgreSQL, concurrent writers,
 a writer killed mid-way, and ``licusage rollup rebuild``."""
 
 from __future__ import annotations
@@ -148,6 +148,60 @@ def check_window(engine: Engine, lo: datetime, hours: int, step_hours: int) -> N
     assert frame_by_pool(engine, frame) == expected
 
 
+def brute_hour_of_week(
+    engine: Engine, lo: datetime, hi: datetime, now: datetime
+) -> dict[tuple[int, int, int], tuple[float, int]]:
+    """(pool id, weekday, hour) -> (time-weighted mean, peak) over the pools' observed periods,
+    integrating in use piece by piece."""
+    counting, holds, denied = stored(engine)
+    with engine.connect() as conn:
+        created = dict(conn.execute(sa.select(pools_t.c.id, pools_t.c.created_at)).all())
+    until = max(lo, min(hi, now))
+    sums: dict[tuple[int, int, int], list[float]] = {}
+    for pool_id, rule in counting.items():
+        birth = min(
+            [created[pool_id]]
+            + [h[2] for h in holds if h[0] == pool_id]
+            + [d[1] for d in denied if d[0] == pool_id]
+        )
+        o_lo = max(lo, birth)
+        o_hi = max(o_lo, until)
+        spans = [(u, s, until if e is None else e, n) for p, u, s, e, n in holds if p == pool_id]
+        edge = o_lo.replace(minute=0, second=0, microsecond=0)
+        while o_lo < o_hi and edge < o_hi:
+            b_lo, b_hi = max(edge, o_lo), min(edge + HOUR, o_hi)
+            cuts = sorted(
+                {b_lo, b_hi} | {t for _, s, e, _ in spans for t in (s, e) if b_lo < t < b_hi}
+            )
+            levels = [in_use(rule, spans, t) for t in cuts[:-1]]
+            area = sum(
+                v * (b - a).total_seconds() for v, a, b in zip(levels, cuts, cuts[1:], strict=False)
+            )
+            entry = sums.setdefault((pool_id, edge.weekday(), edge.hour), [0.0, 0.0, 0])
+            entry[0] += area
+            entry[1] += (b_hi - b_lo).total_seconds()
+            entry[2] = max(entry[2], max(levels))
+            edge += HOUR
+    return {k: (a / secs, int(peak)) for k, (a, secs, peak) in sums.items()}
+
+
+def check_hour_of_week(engine: Engine, lo: datetime, hi: datetime) -> None:
+    """hour_of_week (the roll-up for whole hours, the holds for the rest) equals brute force."""
+    frame = analytics.hour_of_week(engine, lo, hi)
+    expected = brute_hour_of_week(
+        engine, clock.to_db(lo), clock.to_db(hi), clock.to_db(clock.now())
+    )
+    pools = {(p.product, p.license_type): p.id for p in catalog.read_catalog(engine).pools}
+    got = {
+        (pools[(r.product, r.license_type)], r.weekday, r.hour): (r.mean, r.peak)
+        for r in frame.itertuples()
+    }
+    assert got.keys() == expected.keys()
+    for key, (mean, peak) in expected.items():
+        assert got[key][1] == peak, key
+        assert got[key][0] == pytest.approx(mean, rel=1e-9, abs=1e-9), key
+
+
 operations = st.lists(
     st.one_of(
         st.tuples(
@@ -183,9 +237,12 @@ def run_operations(engine: Engine, monkeypatch, planned: list[tuple]) -> None:
             sessions.end(engine, session_id, at=began + timedelta(minutes=op[2]))
         elif op[0] == "read":
             check_window(engine, BASE + op[1] * HOUR, op[2], op[3])
+            start = BASE + op[1] * HOUR + timedelta(minutes=13 * (op[3] == 5))
+            check_hour_of_week(engine, start, start + op[2] * HOUR + timedelta(minutes=op[3]))
         elif op[0] == "tick":
             now[0] += timedelta(minutes=op[1])
     check_window(engine, BASE - 2 * HOUR, 24, 1)
+    check_hour_of_week(engine, BASE - 2 * HOUR, BASE + 30 * HOUR)
     rollup.refresh(engine)
     assert rolled_hours(engine) == brute_hours(engine, rollup_end())
 

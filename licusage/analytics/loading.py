@@ -113,7 +113,9 @@ def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
     return values if len(values) == count else None
 
 
-def fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[str, Array]:
+def fetch(
+    conn: Connection, query: sa.Select | sa.CompoundSelect, kinds: Mapping[str, str]
+) -> dict[str, Array]:
     """Run `query`; return its columns as numpy arrays by kind: ``"int"`` (int64, no NULLs),
     ``"float"`` (float64, no NULLs), ``"time"`` (int64 ns, NULL as :data:`NAT`) or ``"text"``
     (object).
@@ -173,6 +175,11 @@ def fetch(conn: Connection, query: sa.Select, kinds: Mapping[str, str]) -> dict[
     return out
 
 
+# a window at most this long is "recent": its holds are read as two index ranges (released
+# inside it, still open) instead of one scan of every hold granted before its end
+RECENT_NS = 7 * 24 * 3_600_000_000_000
+
+
 def load_holds(
     conn: Connection,
     window: Window,
@@ -198,24 +205,33 @@ def load_holds(
     }
     if not products:
         del kinds["product_id"]
-    query = sa.select(
+    columns = [
         h.c.pool_id,
         *([h.c.product_id] if products else []),
         h.c.user_name,
         h.c.granted_at,
         h.c.released_at,
         h.c.licenses,
-    ).where(
-        h.c.granted_at < window.db(window.end),
-        sa.or_(h.c.released_at.is_(None), h.c.released_at > window.db(window.start)),
-    )
+    ]
+    conditions = [h.c.granted_at < window.db(window.end)]
     if pool_ids is not None:
-        query = query.where(h.c.pool_id.in_(list(pool_ids)))
-    if with_sessions:
-        query = query.add_columns(h.c.session_id, sessions_t.c.last_activity).join(
-            sessions_t, sessions_t.c.id == h.c.session_id
+        conditions.append(h.c.pool_id.in_(list(pool_ids)))
+    released_inside = h.c.released_at > window.db(window.start)
+    query: sa.Select | sa.CompoundSelect
+    if window.end - window.start <= RECENT_NS and not with_sessions:
+        query = sa.union_all(
+            sa.select(*columns).where(*conditions, released_inside),
+            sa.select(*columns).where(*conditions, h.c.released_at.is_(None)),
         )
-        kinds |= {"session_id": "int", "last_activity": "time"}
+    else:
+        query = sa.select(*columns).where(
+            *conditions, sa.or_(h.c.released_at.is_(None), released_inside)
+        )
+        if with_sessions:
+            query = query.add_columns(h.c.session_id, sessions_t.c.last_activity).join(
+                sessions_t, sessions_t.c.id == h.c.session_id
+            )
+            kinds |= {"session_id": "int", "last_activity": "time"}
     frame = pd.DataFrame(fetch(conn, query, kinds))
     frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
     return frame

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .. import clock
 from ..catalog import Pool, read_catalog
@@ -73,6 +73,14 @@ def concurrency(
     step = loading.duration_ns(freq, "freq")
     if len(lo) and rollup.serves(window.start, step):
         return _bucket_frame(lo, *_rolled_concurrency(engine, window, step, lo, hi))
+    return concurrency_from_holds(engine, window, lo, hi)
+
+
+def concurrency_from_holds(
+    engine: Engine, window: loading.Window, lo: Array, hi: Array
+) -> pd.DataFrame:
+    """:func:`concurrency` over buckets ``[lo[k], hi[k])`` from the holds alone (no roll-up):
+    what it does for buckets that are not whole hours, and the benchmarks' reference."""
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         holds = loading.load_holds(conn, window, products=False)
@@ -93,11 +101,9 @@ def _rolled_concurrency(
         catalog = read_catalog(conn)
         split = rollup.rolled_until(conn, catalog, window.start, window.end)
         rolled = rollup.hours(conn, window.start, split)
-        holds = loading.load_holds(
-            conn, loading.Window(split, window.end, window.now), products=False
-        )
+        tail = hi > split  # buckets reaching past the roll-up
+        holds = _holds_of(conn, split, window.end if tail.any() else split, window)
     steps = rollup.pool_steps(holds, catalog.pools)
-    tail = hi > split  # buckets reaching past the roll-up
     bucket = (rolled["hour"].to_numpy() - window.start) // step
     data = {}
     for pool in catalog.pools:
@@ -134,6 +140,11 @@ def denials(
         for pool in catalog.pools
     }
     return _bucket_frame(lo, data, catalog.pools)
+
+
+def _holds_of(conn: Connection, a: int, b: int, window: loading.Window) -> pd.DataFrame:
+    """The holds of ``[a, b)`` as the window counts them there (open ones until now)."""
+    return loading.load_holds(conn, loading.Window(a, b, window.now), products=False)
 
 
 def _observed(window: loading.Window, births: Mapping[int, int], pool: Pool) -> tuple[int, int]:
@@ -235,28 +246,61 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
     never covers have no row.
     """
     window = loading.window_of(start, end)
-    with engine.connect() as conn:
+    first = window.start - window.start % HOUR_NS
+    rollup.refresh(engine)
+    with rollup.snapshot(engine) as conn:
         catalog = read_catalog(conn)
-        holds = loading.load_holds(conn, window, products=False)
         births = loading.pool_births(conn)
-    steps = rollup.pool_steps(holds, catalog.pools)
+        split = rollup.rolled_until(conn, catalog, first, window.end)
+        rolled = rollup.hours(conn, first, split)
+        observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
+        # from the holds: what the roll-up does not cover (a pool's partial first hour, and
+        # everything from `split` on), each piece in its own step functions
+        pieces = {(split, window.end)} | {
+            (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
+            for lo, hi in observed.values()
+            if lo % HOUR_NS and lo < hi and lo < split
+        }
+        held = [
+            (a, b, rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools))
+            for a, b in sorted(pieces)
+            if a < b
+        ]
     parts = []
     for pool in catalog.pools:
-        lo, hi = _observed(window, births, pool)
+        lo, hi = observed[pool.id]
         if hi <= lo:
             continue
         edges = np.arange(lo - lo % HOUR_NS, hi, HOUR_NS, dtype=np.int64)
         b_lo, b_hi = np.maximum(edges, lo), np.minimum(edges + HOUR_NS, hi)
-        ut, level = steps[pool.id]
+        area = np.zeros(len(edges), dtype=np.float64)
+        peak = np.zeros(len(edges), dtype=np.int64)
+        whole = (b_lo == edges) & (b_hi == edges + HOUR_NS) & (edges + HOUR_NS <= split)
+        mine = rolled[rolled["pool_id"] == pool.id]
+        at = (mine["hour"].to_numpy() - edges[0]) // HOUR_NS
+        inside = (at >= 0) & (at < len(edges))
+        at, mine = at[inside], mine[inside]
+        use = whole[at]
+        area[at[use]] = mine["seat_seconds"].to_numpy()[use]
+        peak[at[use]] = mine["peak"].to_numpy()[use]
+        done = whole.copy()
+        for a, b, steps in held:
+            todo = ~done & (b_lo >= a) & (b_hi <= b)
+            ut, level = steps[pool.id]
+            area[todo] = intervals.area(ut, level, b_hi[todo]) - intervals.area(
+                ut, level, b_lo[todo]
+            )
+            peak[todo] = intervals.bucket_max(ut, level, b_lo[todo], b_hi[todo])
+            done |= todo
         stamps = _utc(edges)
         parts.append(
             pd.DataFrame(
                 {
                     "weekday": stamps.day_of_week,
                     "hour": stamps.hour,
-                    "area": intervals.area(ut, level, b_hi) - intervals.area(ut, level, b_lo),
+                    "area": area,
                     "seconds": (b_hi - b_lo) / SECOND_NS,
-                    "peak": intervals.bucket_max(ut, level, b_lo, b_hi),
+                    "peak": peak,
                 }
             )
             .groupby(["weekday", "hour"], as_index=False)
