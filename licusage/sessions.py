@@ -371,6 +371,64 @@ def end(
         return bool(ended)
 
 
+def end_sessions_at(
+    conn: Connection, ends: Sequence[tuple[int, datetime, str]], *, actor: str
+) -> None:
+    """End each ``(session id, time, reason)`` of `ends` at its own time, inside the caller's
+    transaction, releasing its licenses then: a license server's record of check-ins, written
+    in a few statements however many there are. Sessions already ended are left as they are;
+    nothing is audited (the server's log is the record)."""
+    if not ends:
+        return
+    ids = sorted({session_id for session_id, _, _ in ends})
+    lock_session_pools(conn, ids)
+    end_at = {session_id: clock.current_db_time(at) for session_id, at, _ in ends}
+    rows = [
+        {"end_id": session_id, "end_at": end_at[session_id], "end_reason": reason}
+        for session_id, _, reason in ends
+    ]
+    released: list[tuple[int, datetime]] = []
+    for id_in in id_conditions(conn, holds_t.c.session_id, ids):
+        released += [
+            (pool_id, end_at[session_id])
+            for session_id, pool_id in conn.execute(
+                sa.select(holds_t.c.session_id, holds_t.c.pool_id).where(
+                    id_in, holds_t.c.released_at.is_(None)
+                )
+            )
+        ]
+    at = sa.bindparam("end_at", type_=sa.DateTime)
+    conn.execute(
+        sa.update(sessions_t)
+        .where(sessions_t.c.id == sa.bindparam("end_id"), sessions_t.c.ended_at.is_(None))
+        .values(_session_end(conn, at, sa.bindparam("end_reason"), actor)),
+        rows,
+    )
+    conn.execute(
+        sa.update(holds_t)
+        .where(holds_t.c.session_id == sa.bindparam("end_id"), holds_t.c.released_at.is_(None))
+        .values(_hold_release(conn, at)),
+        rows,
+    )
+    rollup.mark(conn, released)
+
+
+def _session_end(
+    conn: Connection, at: sa.ColumnElement[datetime], reason: object, actor: str
+) -> dict[str, object]:
+    """The values that end a session: never before its own start."""
+    return {
+        "ended_at": _greatest(conn, at, sessions_t.c.started_at),
+        "end_reason": reason,
+        "ended_by": actor,
+    }
+
+
+def _hold_release(conn: Connection, at: sa.ColumnElement[datetime]) -> dict[str, object]:
+    """The values that release a hold: never before its grant."""
+    return {"released_at": _greatest(conn, at, holds_t.c.granted_at)}
+
+
 def id_conditions(
     conn: Connection, column: sa.ColumnElement[int], ids: list[int]
 ) -> Iterator[sa.ColumnElement[bool]]:
@@ -416,11 +474,7 @@ def end_sessions(
             sa.update(sessions_t)
             .where(id_in, sessions_t.c.ended_at.is_(None))
             .where(condition if condition is not None else sa.true())
-            .values(
-                ended_at=_greatest(conn, sa.literal(when, sa.DateTime), sessions_t.c.started_at),
-                end_reason=reason,
-                ended_by=actor,
-            )
+            .values(_session_end(conn, sa.literal(when, sa.DateTime), reason, actor))
             .returning(sessions_t.c.id, sessions_t.c.user_name)
         ).all()
         ended.update({row.id: row.user_name for row in rows})
@@ -436,9 +490,7 @@ def end_sessions(
         released = conn.execute(
             sa.update(holds_t)
             .where(id_in, holds_t.c.released_at.is_(None))
-            .values(
-                released_at=_greatest(conn, sa.literal(when, sa.DateTime), holds_t.c.granted_at)
-            )
+            .values(_hold_release(conn, sa.literal(when, sa.DateTime)))
             .returning(
                 holds_t.c.session_id,
                 holds_t.c.product_id,

@@ -4,7 +4,8 @@
 from the store at the start, so an import that continues a log picks up where the last one
 stopped), applies events in time order, and writes in batches (:meth:`ServerWriter.flush`):
 bounded memory for logs of any length, a few statements per batch instead of several per line.
-Sessions end through :func:`licusage.sessions.end_sessions`, the one mechanism every end takes.
+Sessions end through :func:`licusage.sessions.end_sessions_at`, each at the time the server
+reported, a batch of ends in a few statements.
 
 The rules:
 
@@ -20,8 +21,10 @@ The rules:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -39,7 +42,7 @@ from ..models import (
     servers_t,
     sessions_t,
 )
-from ..sessions import end_sessions
+from ..sessions import end_sessions_at
 from ..validation import check_host, check_user, identity_of
 from .mapping import FeatureMap
 
@@ -53,8 +56,6 @@ SERVER_KINDS = ("flexlm", "rlm")
 
 # built once: a statement made per row costs more than running it
 _INSERT_SESSION = sa.insert(sessions_t).returning(sessions_t.c.id)
-_INSERT_HOLD = sa.insert(holds_t).returning(holds_t.c.id)
-_INSERT_CHECKOUT = sa.insert(checkouts_t).returning(checkouts_t.c.id)
 FLUSH_EVERY = 5_000  # events between two writes
 
 
@@ -457,7 +458,7 @@ class ServerWriter:
         if session.checkouts:
             self._recount(session, checkout.pool, at)
             return
-        # the last check-in: the session ends, and end_sessions releases what it still holds
+        # the last check-in: the session ends, and end_sessions_at releases what it still holds
         # (a hold begun at this very moment and not written yet never was)
         for product, hold in list(session.holds.items()):
             if hold.id is None and hold.granted_at == at:
@@ -499,7 +500,7 @@ class ServerWriter:
     def flush(self) -> None:
         """Write everything applied so far (still inside the caller's transaction)."""
         conn = self.conn
-        # the roll-up's marks, in this transaction (end_sessions marks the ends itself)
+        # the roll-up's marks, in this transaction (end_sessions_at marks the ends itself)
         rollup.mark(
             conn,
             [(h.pool.pool_id, h.released_at) for h in self._closed_holds if h.released_at]
@@ -537,8 +538,7 @@ class ServerWriter:
                 [{"session_id": k, "at": v} for k, v in self._touched.items()],
             )
             self._touched = {}
-        for session_id, at, reason in self._ends:
-            end_sessions(conn, [session_id], actor=self.server, reason=reason, at=at, audit=False)
+        end_sessions_at(conn, self._ends, actor=self.server)
         self._ends = []
         for table, rows in ((denials_t, self._denials), (queued_t, self._queued)):
             if rows:
@@ -546,23 +546,17 @@ class ServerWriter:
         self._denials, self._queued = [], []
 
     def _insert_holds(self) -> None:
-        closed = [h for h in self._new_holds if h.released_at is not None]
-        still_open = [h for h in self._new_holds if h.released_at is None]
-        if closed:
-            self.conn.execute(sa.insert(holds_t), [_hold_row(h) for h in closed])
-        for hold in still_open:  # few: their ids are needed to release them later
-            hold.id = int(self.conn.execute(_INSERT_HOLD, _hold_row(hold)).scalar_one())
+        _insert(self.conn, holds_t, self._new_holds, _hold_row, lambda h: h.released_at is None)
         self._new_holds = []
 
     def _insert_checkouts(self) -> None:
-        closed = [c for c in self._new_checkouts if c.in_at is not None]
-        still_open = [c for c in self._new_checkouts if c.in_at is None]
-        if closed:
-            self.conn.execute(sa.insert(checkouts_t), [self._checkout_row(c) for c in closed])
-        for checkout in still_open:
-            checkout.id = int(
-                self.conn.execute(_INSERT_CHECKOUT, self._checkout_row(checkout)).scalar_one()
-            )
+        _insert(
+            self.conn,
+            checkouts_t,
+            self._new_checkouts,
+            self._checkout_row,
+            lambda c: c.in_at is None,
+        )
         self._new_checkouts = []
 
     def _checkout_row(self, c: _Checkout) -> dict[str, object]:
@@ -581,6 +575,28 @@ class ServerWriter:
             "in_at": c.in_at,
             "end_reason": c.end_reason,
         }
+
+
+def _insert(
+    conn: Connection,
+    table: sa.Table,
+    items: list[Any],
+    row: Callable[[Any], dict[str, object]],
+    still_open: Callable[[Any], bool],
+) -> None:
+    """Insert `items` as rows of `table`, in two statements; the ones still open get their new
+    ids (to close them later), in order."""
+    closed = [item for item in items if not still_open(item)]
+    pending = [item for item in items if still_open(item)]
+    if closed:
+        conn.execute(sa.insert(table), [row(item) for item in closed])
+    if pending:
+        ids = conn.execute(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [row(item) for item in pending],
+        ).scalars()
+        for item, new_id in zip(pending, ids, strict=True):
+            item.id = int(new_id)
 
 
 def _hold_row(h: _Hold) -> dict[str, object]:
