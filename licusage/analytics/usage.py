@@ -189,7 +189,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         if hi > lo:
             changes = seat_steps[pool.id][0]
             # pieces of constant in-use and constant seats
-            cuts = np.union1d(ut, changes[(changes > lo) & (changes < hi)])
+            cuts = intervals.union_sorted(ut, changes[(changes > lo) & (changes < hi)])
             starts, durations, levels = intervals.segments(
                 cuts, intervals.level_at(ut, level, cuts), lo, hi
             )
