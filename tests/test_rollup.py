@@ -33,6 +33,8 @@ from licusage.models import (
     rollup_dirty_t,
     rollup_hours_t,
 )
+from licusage.sources.flexlm_log import import_flexlm_log
+from licusage.sources.rlm_log import import_rlm_log
 
 BASE = datetime(2026, 3, 2, tzinfo=UTC)
 USERS = ["ann", "ben", "cat", "dan", "eve"]
@@ -431,3 +433,29 @@ def test_rollup_rebuild_on_a_bad_store_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["--db", "nosuchdriver://x", "rollup", "rebuild"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(
+    ("log_name", "importer", "around"),
+    [
+        ("flexlm/details.log", import_flexlm_log, datetime(2026, 3, 2, 20, tzinfo=UTC)),
+        ("rlm/details.rl", import_rlm_log, datetime(2026, 12, 31, 18, tzinfo=UTC)),
+    ],
+)
+def test_license_server_imports_keep_the_rollup_exact(
+    sqlite_engine, frozen, tmp_path, log_name, importer, around
+):
+    """A log imported in two parts, the roll-up refreshed in between: the second part's
+    check-ins release holds the first part left open, in hours already rolled up."""
+    frozen.set(datetime(2027, 1, 5, tzinfo=UTC))
+    lines = (FIXTURES / log_name).read_text().splitlines(keepends=True)
+    log = tmp_path / Path(log_name).name
+    for cut in (len(lines) // 2, len(lines)):
+        log.write_text("".join(lines[:cut]))
+        importer(sqlite_engine, [str(log)], server="lic1")
+        rollup.refresh(sqlite_engine)
+        assert rolled_hours(sqlite_engine) == brute_hours(sqlite_engine, rollup_end())
+        check_window(sqlite_engine, around, 12, 1)
