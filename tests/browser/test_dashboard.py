@@ -46,6 +46,10 @@ def shown_users(page) -> list[str]:
 def run(page, expected_count: int | None = None) -> None:
     """Click Run and wait for the count line (and, if given, that many rows)."""
     page.get_by_role("button", name="Run").click()
+    # the Run replaces the result shown on open: wait until its rows are drawn, or a click on
+    # the old table's checkbox can be lost (as in test_access.select_row; seen under load)
+    expect()(page.get_by_role("button", name="Run")).to_be_enabled()
+    page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     line = page.locator(".licusage-count")
     expect()(line).to_have_text(COUNT_LINE)
     if expected_count is not None:
