@@ -5,18 +5,22 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import click
 
 from .. import clock
 from ..errors import InvalidInput, LicusageError
+from ..sources import rlmstat
 from ..sources.files import ImportResult
 from ..sources.flexlm_log import import_flexlm_log
-from ..sources.lmstat import ServerDown, SnapshotResult, import_lmstat, read_text
+from ..sources.lmstat import import_lmstat
 from ..sources.mapping import read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
 from ..sources.rlm_log import import_rlm_log
+from ..sources.rlmstat import import_rlmstat
+from ..sources.snapshot import ServerDown, SnapshotResult, read_text
 from ._common import DurationType, db_option, open_store, progress_option, show_progress
 
 EXIT_SERVER_DOWN = 1
@@ -24,6 +28,7 @@ EXIT_SERVER_DOWN = 1
 SERVER_HELP = "The license server's name (the sessions' source; any name you choose)."
 MAP_HELP = "A TOML file mapping features to products and license types (see docs/sources.md)."
 TZ_HELP = "The server's time zone, an IANA name such as Europe/Paris (default: UTC)."
+AT_HELP = "When the snapshot was taken (ISO 8601; default: its own date line)."
 
 
 @click.group("import")
@@ -99,7 +104,7 @@ _log_command(
 )
 
 
-def _report_snapshot(result: SnapshotResult) -> None:
+def _report_snapshot(result: SnapshotResult, tool: str) -> None:
     counts = result.counts
     click.echo(
         f"Snapshot of {result.at:%Y-%m-%d %H:%M} UTC: {result.features} features, "
@@ -110,7 +115,7 @@ def _report_snapshot(result: SnapshotResult) -> None:
     )
     for feature, (printed, listed) in sorted(result.mismatched.items()):
         click.echo(
-            f"  note: {feature}: lmstat prints {printed} licenses in use, its listed checkouts "
+            f"  note: {feature}: {tool} prints {printed} licenses in use, its listed checkouts "
             f"and reservations add up to {listed}",
             err=True,
         )
@@ -128,53 +133,82 @@ def _parse_at(value: str | None) -> datetime | None:
     return clock.to_utc(parsed)
 
 
-@import_group.command("lmstat")
-@click.argument("file", metavar="FILE")
-@click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
-@click.option(
-    "--at",
-    "at",
-    metavar="TIME",
-    help="When the snapshot was taken (ISO 8601; default: its own date line).",
-)
-@click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
-@click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@db_option
-def lmstat(
-    file: str,
-    server: str,
-    at: str | None,
-    mapping: str | None,
-    timezone: str | None,
-    db_url: str | None,
-) -> None:
+@dataclass(frozen=True)
+class _Status:
+    """A server status command's output format: the tool's name, what its output is called in
+    errors, and the importer of one snapshot."""
+
+    tool: str
+    what: str
+    importer: Callable[..., SnapshotResult]
+
+
+FLEXLM = _Status("lmstat", "lmstat -a output", import_lmstat)
+RLM = _Status("rlmstat", rlmstat.WHAT, import_rlmstat)
+
+
+def _snapshot_command(name: str, status: _Status, help_text: str) -> None:
+    """Add ``licusage import NAME FILE --server NAME [--at TIME]`` for `status`'s output."""
+
+    @import_group.command(name, help=help_text)
+    @click.argument("file", metavar="FILE")
+    @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
+    @click.option("--at", "at", metavar="TIME", help=AT_HELP)
+    @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
+    @click.option("--timezone", metavar="TZ", help=TZ_HELP)
+    @db_option
+    def command(
+        file: str,
+        server: str,
+        at: str | None,
+        mapping: str | None,
+        timezone: str | None,
+        db_url: str | None,
+    ) -> None:
+        text = sys.stdin.read() if file == "-" else read_text(file, status.what)
+        feature_map = read_mapping(mapping)
+        when = _parse_at(at)
+        engine = open_store(db_url)
+        try:
+            result = status.importer(
+                engine,
+                text,
+                server=server,
+                source=file,
+                at=when,
+                timezone=timezone,
+                mapping=feature_map,
+            )
+        except ServerDown as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(EXIT_SERVER_DOWN)
+        finally:
+            engine.dispose()
+        _report_snapshot(result, status.tool)
+
+
+_snapshot_command(
+    "lmstat",
+    FLEXLM,
     """Reconcile the store with an lmutil lmstat -a snapshot (FILE, or - for standard input).
 
     A server reported down changes nothing (exit code 1).
 
     Example:
       lmutil lmstat -a -c 27000@lic1 > now.txt && licusage import lmstat now.txt --server lic1
-    """
-    text = sys.stdin.read() if file == "-" else read_text(file)
-    feature_map = read_mapping(mapping)
-    when = _parse_at(at)
-    engine = open_store(db_url)
-    try:
-        result = import_lmstat(
-            engine,
-            text,
-            server=server,
-            source=file,
-            at=when,
-            timezone=timezone,
-            mapping=feature_map,
-        )
-    except ServerDown as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(EXIT_SERVER_DOWN)
-    finally:
-        engine.dispose()
-    _report_snapshot(result)
+    """,
+)
+_snapshot_command(
+    "rlmstat",
+    RLM,
+    """Reconcile the store with an rlmutil rlmstat -a snapshot (FILE, or - for standard input).
+
+    The rlm server or an ISV server reported down changes nothing (exit code 1).
+
+    Example:
+      rlmutil rlmstat -a -c 5053@rlm1 > now.txt && licusage import rlmstat now.txt --server rlm1
+    """,
+)
 
 
 @click.group("poll")
@@ -182,91 +216,100 @@ def poll_group() -> None:
     """Poll license servers and keep the store in step with them."""
 
 
-@poll_group.command("flexlm")
-@click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
-@click.option(
-    "--command",
-    "command",
-    required=True,
-    metavar="CMD",
-    help='The status command, e.g. "lmutil lmstat -a -c 27000@lic1".',
-)
-@click.option(
-    "--every",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    default="1m",
-    show_default=True,
-    help="Time between two polls.",
-)
-@click.option(
-    "--timeout",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    default=f"{int(DEFAULT_TIMEOUT.total_seconds())}s",
-    show_default=True,
-    help="Longest a poll may take; a command still running then is killed.",
-)
-@click.option(
-    "--once",
-    is_flag=True,
-    help="Poll once and exit (exit code 2 on failure, 1 when the server is down).",
-)
-@click.option(
-    "--rounds",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Stop after N polls (default: run until stopped).",
-)
-@click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
-@click.option("--timezone", metavar="TZ", help=TZ_HELP)
-@db_option
-def poll_flexlm(
-    server: str,
-    command: str,
-    every: timedelta,
-    timeout: timedelta,
-    once: bool,
-    rounds: int | None,
-    mapping: str | None,
-    timezone: str | None,
-    db_url: str | None,
-) -> None:
-    """Run the lmstat command every interval and reconcile the store with its output.
+def _poll_command(name: str, status: _Status, example: str, server_name: str) -> None:
+    """Add ``licusage poll NAME --server NAME --command CMD`` for `status`'s output (`example`:
+    such a command, for the help)."""
+    help_text = f"""Run the {status.tool} command every interval and reconcile the store with its
+    output.
 
     A failed or hanging command, or a server reported down, changes nothing; the poll goes on.
 
     Example:
-      licusage poll flexlm --server lic1 --command "lmutil lmstat -a -c 27000@lic1" --every 1m
+      licusage poll {name} --server {server_name} --command "{example}" --every 1m
     """
-    feature_map = read_mapping(mapping)
-    engine = open_store(db_url)
-    try:
-        done = 0
-        while True:
-            started = time.monotonic()
-            try:
-                text = run_command(command, timeout)
-                result = import_lmstat(
-                    engine,
-                    text,
-                    server=server,
-                    source=f"the output of {command!r}",
-                    timezone=timezone,
-                    mapping=feature_map,
-                )
-                _report_snapshot(result)
-            except ServerDown as error:
-                if once:
-                    click.echo(f"Error: {error}", err=True)
-                    sys.exit(EXIT_SERVER_DOWN)
-                click.echo(f"{datetime.now():%H:%M:%S} {error}", err=True)
-            except LicusageError as error:
-                if once:
-                    raise
-                click.echo(f"{datetime.now():%H:%M:%S} poll failed: {error}", err=True)
-            done += 1
-            if once or (rounds is not None and done >= rounds):
-                return
-            time.sleep(max(0.0, every.total_seconds() - (time.monotonic() - started)))
-    finally:
-        engine.dispose()
+
+    @poll_group.command(name, help=help_text)
+    @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
+    @click.option(
+        "--command",
+        "command",
+        required=True,
+        metavar="CMD",
+        help=f'The status command, e.g. "{example}".',
+    )
+    @click.option(
+        "--every",
+        type=DurationType(minimum=timedelta(seconds=1)),
+        default="1m",
+        show_default=True,
+        help="Time between two polls.",
+    )
+    @click.option(
+        "--timeout",
+        type=DurationType(minimum=timedelta(seconds=1)),
+        default=f"{int(DEFAULT_TIMEOUT.total_seconds())}s",
+        show_default=True,
+        help="Longest a poll may take; a command still running then is killed.",
+    )
+    @click.option(
+        "--once",
+        is_flag=True,
+        help="Poll once and exit (exit code 2 on failure, 1 when the server is down).",
+    )
+    @click.option(
+        "--rounds",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Stop after N polls (default: run until stopped).",
+    )
+    @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
+    @click.option("--timezone", metavar="TZ", help=TZ_HELP)
+    @db_option
+    def poll(
+        server: str,
+        command: str,
+        every: timedelta,
+        timeout: timedelta,
+        once: bool,
+        rounds: int | None,
+        mapping: str | None,
+        timezone: str | None,
+        db_url: str | None,
+    ) -> None:
+        feature_map = read_mapping(mapping)
+        engine = open_store(db_url)
+        try:
+            done = 0
+            while True:
+                started = time.monotonic()
+                try:
+                    text = run_command(command, timeout)
+                    result = status.importer(
+                        engine,
+                        text,
+                        server=server,
+                        source=f"the output of {command!r}",
+                        timezone=timezone,
+                        mapping=feature_map,
+                    )
+                    _report_snapshot(result, status.tool)
+                except ServerDown as error:
+                    if once:
+                        click.echo(f"Error: {error}", err=True)
+                        sys.exit(EXIT_SERVER_DOWN)
+                    click.echo(f"{datetime.now():%H:%M:%S} {error}", err=True)
+                except LicusageError as error:
+                    if once:
+                        raise
+                    click.echo(f"{datetime.now():%H:%M:%S} poll failed: {error}", err=True)
+                done += 1
+                if once or (rounds is not None and done >= rounds):
+                    return
+                time.sleep(max(0.0, every.total_seconds() - (time.monotonic() - started)))
+        finally:
+            engine.dispose()
+
+
+_poll_command("flexlm", FLEXLM, "lmutil lmstat -a -c 27000@lic1", "lic1")
+_poll_command("rlm", RLM, "rlmutil rlmstat -a -c 5053@rlm1", "rlm1")

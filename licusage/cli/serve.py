@@ -100,8 +100,8 @@ from ._common import DurationType, db_option, fail, store_url, whole_option
     "polls",
     multiple=True,
     metavar="NAME=COMMAND",
-    help='Poll a FlexLM server inside the server: NAME="lmutil lmstat -a -c 27000@host" '
-    "(repeat for several; see docs/sources.md).",
+    help='Poll a FlexLM or RLM server inside the server: NAME="lmutil lmstat -a -c 27000@host" '
+    'or NAME="rlmutil rlmstat -a -c 5053@host" (repeat for several; see docs/sources.md).',
 )
 @click.option(
     "--poll-every",

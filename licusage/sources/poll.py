@@ -1,6 +1,7 @@
 """Polling a license server: run its status command, reconcile the store with the snapshot.
 
-The command is run without a shell (its words split as a POSIX shell would, ``shlex``), with a
+The output tells the kind of server: an RLM ``rlmstat -a`` is read by :mod:`.rlmstat`, anything
+else as a FlexLM ``lmstat -a`` (:mod:`.lmstat`). The command is run without a shell (its words split as a POSIX shell would, ``shlex``), with a
 time limit: a command that hangs is killed and reported, and changes nothing.
 """
 
@@ -16,9 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.engine import Engine
+
 from .. import db
 from ..errors import InvalidInput, LicusageError
+from . import rlmstat
 from .lmstat import import_lmstat
+from .snapshot import SnapshotResult
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +70,17 @@ def run_command(command: str, timeout: timedelta = DEFAULT_TIMEOUT) -> str:
     return output
 
 
+def import_status(engine: Engine, text: str, *, server: str, source: str) -> SnapshotResult:
+    """Reconcile the store with `text`, the output of ``rlmstat -a`` or ``lmstat -a`` (told
+    apart by :func:`.rlmstat.looks_like`)."""
+    importer = rlmstat.import_rlmstat if rlmstat.looks_like(text) else import_lmstat
+    return importer(engine, text, server=server, source=source)
+
+
 @dataclass(frozen=True)
 class PollTarget:
-    """One license server to poll: its name and its ``lmstat -a`` command."""
+    """One license server to poll: its name and its status command (``lmstat -a`` or
+    ``rlmstat -a``)."""
 
     server: str
     command: str
@@ -117,7 +130,7 @@ class Poller(threading.Thread):
             for target in self.targets:
                 try:
                     text = run_command(target.command, self.timeout)
-                    result = import_lmstat(
+                    result = import_status(
                         engine, text, server=target.server, source=f"poll of {target.server}"
                     )
                 except LicusageError as error:  # a server down, a failed or hung command

@@ -6,9 +6,10 @@ set-remove-command``), e.g. for FlexLM::
     lmutil lmremove -c 27000@lic1 -h {feature} {handle_host} {handle_port} {handle_id}
     lmutil lmremove -c 27000@lic1 {feature} {user} {host} {display}
 
-and for RLM::
+and for RLM (``rlmremove`` takes the ISV server's host and port, the ISV and the handle, which an
+``rlmstat -a`` snapshot keeps as ``ISV HOST/PORT HANDLE``)::
 
-    rlmutil rlmremove -c 5053@rlm1 -h {handle}
+    rlmutil rlmremove -q {handle_host} {handle_port} {isv} {handle_id}
 
 It is split like a shell line once, when stored, and run without a shell: a placeholder is
 always one argument, whatever the user or host name holds. :func:`remove_on_servers` runs it
@@ -35,7 +36,8 @@ from ..sessions import id_conditions
 
 log = logging.getLogger(__name__)
 
-# what a removal command may name, from the checkout (handle_*: a FlexLM "host/port id" handle)
+# what a removal command may name, from the checkout (handle_* and isv: a snapshot's handle,
+# "host/port id" from FlexLM's lmstat, "isv host/port id" from RLM's rlmstat)
 PLACEHOLDERS = (
     "feature",
     "user",
@@ -45,6 +47,7 @@ PLACEHOLDERS = (
     "handle_host",
     "handle_port",
     "handle_id",
+    "isv",
     "server",
 )
 REMOVE_TIMEOUT = 30.0  # seconds one removal may take before it counts as failed
@@ -112,9 +115,10 @@ def command_for(arguments: list[str], checkout: Mapping[str, object]) -> list[st
     """The removal command's arguments for one checkout (a missing value is empty)."""
     handle = str(checkout.get("handle") or "")
     where, _, handle_id = handle.rpartition(" ")
+    isv, _, where = where.rpartition(" ")
     handle_host, _, handle_port = where.partition("/")
     values = {name: str(checkout.get(name) or "") for name in PLACEHOLDERS}
-    values.update(handle_host=handle_host, handle_port=handle_port, handle_id=handle_id)
+    values.update(handle_host=handle_host, handle_port=handle_port, handle_id=handle_id, isv=isv)
     return [argument.format(**values) for argument in arguments]
 
 
