@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -459,3 +460,30 @@ def test_license_server_imports_keep_the_rollup_exact(
         rollup.refresh(sqlite_engine)
         assert rolled_hours(sqlite_engine) == brute_hours(sqlite_engine, rollup_end())
         check_window(sqlite_engine, around, 12, 1)
+
+
+def test_a_reader_reads_on_when_the_store_cannot_take_its_refresh(sqlite_url, frozen, monkeypatch):
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    engine = db.connect(sqlite_url)
+    try:
+        add_pools(engine)
+        product, license_type, _, _ = POOLS[0]
+        for user, start in (("ann", 30), ("ben", 100), ("cat", 130)):
+            result = sessions.login(engine, user, {product: license_type}, at=minute(start))
+            sessions.end(engine, result.session_id, at=minute(start + 45))
+        other = sqlite3.connect(sa.make_url(sqlite_url).database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing, for longer than we wait
+        try:
+            check_window(engine, BASE, 10, 1)
+            with engine.connect() as conn:
+                marks = conn.execute(sa.select(sa.func.count()).select_from(rollup_dirty_t))
+                assert marks.scalar() > 0  # not refreshed: the holds were read instead
+        finally:
+            other.rollback()
+            other.close()
+        check_window(engine, BASE, 10, 1)  # and refreshed now
+        with engine.connect() as conn:
+            marks = conn.execute(sa.select(sa.func.count()).select_from(rollup_dirty_t))
+            assert marks.scalar() == 0
+    finally:
+        engine.dispose()

@@ -17,6 +17,7 @@ left their own dirty marks, which this refresh does not delete.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,10 +32,13 @@ from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 from .. import clock
 from ..catalog import Catalog, Pool, read_catalog
 from ..db import is_sqlite, store_operation, write
+from ..errors import StoreUnavailable
 from ..models import PER_CHECKOUT, rollup_dirty_t, rollup_hours_t, rollup_pools_t
 from ..sessions import id_conditions
 from . import intervals, loading
 from .intervals import HOUR_NS, Array
+
+log = logging.getLogger(__name__)
 
 # any constant: the PostgreSQL advisory lock that serialises the refreshes' writes
 _PG_LOCK_KEY = 0x11C0_0012
@@ -232,6 +236,16 @@ def refresh(engine: Engine, *, rebuild: bool = False, progress: bool = False) ->
                 computed = sum(1 for lo, until in plan.ranges.values() if lo < until)
                 return Refreshed(computed, plan.hours, len(plan.rows))
     return Refreshed(0, 0, 0)
+
+
+def refresh_before_reading(engine: Engine) -> None:
+    """:func:`refresh` for a reader: when the store cannot take the write now (a long import
+    holds the lock, a lock time-out), read on; what is not rolled up comes from the holds
+    (:func:`rolled_until`), so the result is the same, only slower."""
+    try:
+        refresh(engine)
+    except StoreUnavailable as error:
+        log.info("roll-up not refreshed, reading the holds for the rest: %s", error)
 
 
 def rolled_until(conn: Connection, catalog: Catalog, start: int, end: int) -> int:

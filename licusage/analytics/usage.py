@@ -96,7 +96,7 @@ def _rolled_concurrency(
 ) -> tuple[dict[int, Array], tuple[Pool, ...]]:
     """:func:`concurrency` for buckets of whole hours: the maximum of the roll-up's hourly
     peaks up to :func:`rollup.rolled_until`, the holds from there (the same maxima exactly)."""
-    rollup.refresh(engine)
+    rollup.refresh_before_reading(engine)
     with rollup.snapshot(engine) as conn:
         catalog = read_catalog(conn)
         split = rollup.rolled_until(conn, catalog, window.start, window.end)
@@ -247,7 +247,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
     """
     window = loading.window_of(start, end)
     first = window.start - window.start % HOUR_NS
-    rollup.refresh(engine)
+    rollup.refresh_before_reading(engine)
     with rollup.snapshot(engine) as conn:
         catalog = read_catalog(conn)
         births = loading.pool_births(conn)
