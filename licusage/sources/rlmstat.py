@@ -84,7 +84,7 @@ USAGE_START = re.compile(r"^\S+ v\S+: ")  # a usage line, whole or not
 USAGE = re.compile(
     r"^(?P<feature>\S+) v(?P<version>\S+): (?P<who>.+?) (?P<free>\d+)/(?P<reserved>\d+)"
     r" at (?P<month>\d{1,2})/(?P<day>\d{1,2}) (?P<hour>\d{1,2}):(?P<minute>\d{2})"
-    r"\s+\(handle: (?P<handle>[0-9A-Fa-f]+)\)(?P<rest>.*)$"
+    r"\s+\(handle: (?P<handle>[^\s)]+)\)(?P<rest>.*)$"
 )
 
 
