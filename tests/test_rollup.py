@@ -416,7 +416,9 @@ def test_rollup_rebuild_command(sqlite_url, frozen):
     try:
         add_pools(engine)
         backdated_writes(engine, 3, 30)
+        rollup.refresh(engine)
         with db.write(engine) as conn:  # a roll-up gone wrong (edited by hand, say)
+            conn.execute(sa.update(rollup_hours_t).values(peak=99))
             conn.execute(
                 sa.insert(rollup_hours_t).values(
                     pool_id=1, hour=datetime(2020, 1, 1), peak=99, seat_seconds=1.0, denials=0

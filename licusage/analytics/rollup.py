@@ -98,6 +98,7 @@ class _Plan:
     # pool id -> (recompute from, the pool's new until); recompute only when from < until
     ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     rows: list[dict[str, object]] = field(default_factory=list)
+    fresh: set[int] = field(default_factory=set)  # pools rolled up afresh: every old row goes
 
     @property
     def hours(self) -> int:
@@ -137,6 +138,7 @@ def _plan(conn: Connection, catalog: Catalog, upto: int, rebuild: bool) -> _Plan
         known = state.get(pool.id)
         if rebuild or known is None:
             lo = _floor_hour(births.get(pool.id, upto))
+            plan.fresh.add(pool.id)
         else:
             lo = min(known[0], first_dirty.get(pool.id, known[0]))
             if lo == known[0] and lo >= upto and pool.id not in first_dirty:
@@ -184,8 +186,8 @@ def _store(conn: Connection, plan: _Plan) -> bool:
         conn.execute(sa.delete(rollup_dirty_t).where(id_in))
     for pool_id, (lo, until) in plan.ranges.items():
         doomed = h.c.pool_id == pool_id
-        if plan.versions[pool_id] is not None:
-            doomed = doomed & (h.c.hour >= _db(lo))  # a pool rolled up afresh loses every row
+        if pool_id not in plan.fresh:
+            doomed = doomed & (h.c.hour >= _db(lo))
         conn.execute(sa.delete(h).where(doomed))
         if plan.versions[pool_id] is None:
             conn.execute(sa.insert(r).values(pool_id=pool_id, until=_db(until), version=1))
