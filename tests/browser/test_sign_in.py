@@ -15,23 +15,37 @@ import json
 import re
 import time
 import urllib.parse
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from http.cookies import SimpleCookie
+from typing import Any, TypeVar
 
 import pytest
+from bokeh.client.websocket import WebSocketClientConnectionWrapper
+from bokeh.core.serialization import Deserializer
+from bokeh.document import Document
+from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent
+from bokeh.events import ButtonClick, DocumentReady
+from bokeh.models import ColumnDataSource
+from bokeh.protocol import Protocol
+from bokeh.protocol.message import Message
+from bokeh.protocol.receiver import Receiver
 from bokeh.util.token import (
     generate_jwt_token,
     generate_session_id,
     get_session_id,
     get_token_payload,
 )
+from panel.models.tabulator import DataTabulator
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.web import create_signed_value
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from licusage import accounts, clock, db, queries
+from licusage import accounts, actions, clock, db, queries
 from licusage.app import auth
+from licusage.audit import END_SESSION
+from licusage.errors import PermissionDenied
 from tests.browser.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -47,6 +61,7 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.xdist_group("browser_sign_in")
 browser = pytest.mark.browser
 SECRET = "sign-in-test-secret-0123456789abcdef"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -122,20 +137,34 @@ def page_token(server, cookies: dict[str, str]) -> str:
     return match.group(1)
 
 
-def open_websocket(server, cookies: dict[str, str] | None, token: str) -> str:
-    """Connect to the page's websocket as a raw client: ``ack`` (a session), ``closed`` (the
-    server refused the token) or ``http NNN`` (the upgrade was refused)."""
+async def connect_websocket(
+    server, cookies: dict[str, str] | None, token: str
+) -> WebSocketClientConnection:
+    """The page's websocket, opened as a raw client with `cookies` and the session `token`
+    (raises HTTPClientError when the upgrade is refused)."""
     parts = urllib.parse.urlsplit(server.url)
     url = f"ws://{parts.hostname}:{parts.port}/ws"
     headers = {"Origin": f"http://{parts.hostname}:{parts.port}"}
     if cookies:
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    return await websocket_connect(
+        HTTPRequest(url, headers=headers, request_timeout=60), subprotocols=["bokeh", token]
+    )
+
+
+def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` in an event loop of its own thread, apart from Playwright's."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def open_websocket(server, cookies: dict[str, str] | None, token: str) -> str:
+    """Connect to the page's websocket as a raw client: ``ack`` (a session), ``closed`` (the
+    server refused the token) or ``http NNN`` (the upgrade was refused)."""
 
     async def run() -> str:
         try:
-            conn = await websocket_connect(
-                HTTPRequest(url, headers=headers, request_timeout=60), subprotocols=["bokeh", token]
-            )
+            conn = await connect_websocket(server, cookies, token)
         except HTTPClientError as error:
             return f"http {error.code}"
         try:
@@ -146,8 +175,7 @@ def open_websocket(server, cookies: dict[str, str] | None, token: str) -> str:
             return "closed"
         return "ack" if '"msgtype":"ACK"' in str(message).replace(" ", "") else str(message)
 
-    with ThreadPoolExecutor(1) as pool:  # its own event loop, apart from Playwright's
-        return pool.submit(asyncio.run, run()).result()
+    return run_apart(run())
 
 
 def forged_tokens(real: str) -> dict[str, str]:
@@ -294,6 +322,131 @@ def test_a_browser_rewriting_its_page_token_gets_no_session(server, browser_page
         assert page.evaluate(OPEN_SOCKET, [ws_url, token]) == "closed", name
     assert page.get_by_text(f"{ADMIN} (admin)").count() == 0
     assert len(queries.audit_log(store, actor=ADMIN)) == before
+
+
+# --- a viewer speaking the Bokeh protocol itself -------------------------------------------------
+class BokehClient:
+    """A raw client of the page's websocket: Bokeh protocol messages made by
+    ``Protocol().create``, models of the pulled document named by their ids."""
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.socket = WebSocketClientConnectionWrapper(conn)
+        self.receiver = Receiver(Protocol())
+        self.doc = Document()  # the client's side: the models it sends events about
+        self.changes: list[DocumentPatchedEvent] = []
+        self.doc.on_change(self.changes.append)
+        self.received: list[str] = []  # the content of every message read
+
+    async def receive(self, timeout: float = 120) -> Message[Any]:
+        while True:
+            fragment = await asyncio.wait_for(self.conn.read_message(), timeout)
+            assert fragment is not None, "the server closed the websocket"
+            message = await self.receiver.consume(fragment)
+            if message is not None:
+                self.received.append(json.dumps(message.content, default=str))
+                return message
+
+    async def until(self, text: str, timeout: float = 120) -> None:
+        """Read messages until one carries `text` (a patch of the document, a reply)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in content for content in self.received):
+            await self.receive(max(1.0, deadline - time.monotonic()))
+
+    async def send(self, events: list[DocumentPatchedEvent]) -> None:
+        """PATCH-DOC with `events`; returns once the server answered OK."""
+        message = Protocol().create("PATCH-DOC", events)
+        await message.send(self.socket)
+        while True:
+            reply = await self.receive()
+            if reply.header.get("reqid") == message.header["msgid"]:
+                assert reply.msgtype == "OK", reply.content
+                return
+
+    def model(self, rep: dict[str, Any]) -> Any:
+        """The client's copy of the document's model `rep` (its type and id; no attributes)."""
+        model = Deserializer().decode({"type": "object", "name": rep["name"], "id": rep["id"]})
+        if isinstance(model, DataTabulator):
+            model.source = ColumnDataSource()  # a required property; never sent
+        self.doc.add_root(model)
+        self.doc.models.flush_synced()  # known to the server: events name it by its id
+        return model
+
+    def click(self, button: Any) -> MessageSentEvent:
+        """What BokehJS sends for a click on `button`."""
+        return MessageSentEvent(self.doc, "bokeh_event", ButtonClick(button))
+
+
+def audited(store, action: str, actor: str | None = None):
+    """The audit events of `action` (by `actor`)."""
+    log = queries.audit_log(store, actor=actor)
+    return log[log["action"] == action]
+
+
+def document_objects(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every model of a serialized document, depth first."""
+    if isinstance(tree, dict):
+        if tree.get("type") == "object" and "attributes" in tree:
+            yield tree
+        for value in tree.values():
+            yield from document_objects(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from document_objects(value)
+
+
+def test_a_viewer_sending_the_logout_events_itself_is_refused_and_audited(server, store):
+    """A viewer's own client, not its page: the genuine cookie and token, the document pulled
+    over the websocket, then what a Logout click sends (row ticked, Logout Session, the
+    dialog's Logout) as PATCH-DOC messages. The server refuses and audits the viewer."""
+    cookies = signed_in_cookie(server, VIEWER, VIEWER_PASSWORD)
+    token = page_token(server, cookies)
+    target = "erin.smith"
+    [target_id] = queries.session_usage(store, user=target)["session_id"].tolist()
+    ended_before = audited(store, END_SESSION)
+
+    async def conversation() -> BokehClient:
+        client = BokehClient(await connect_websocket(server, cookies, token))
+        assert (await client.receive()).msgtype == "ACK"
+        await Protocol().create("PULL-DOC-REQ").send(client.socket)
+        reply = await client.receive()
+        assert reply.msgtype == "PULL-DOC-REPLY"
+        objects = list(document_objects(reply.content["doc"]))
+        buttons = {
+            o["attributes"].get("label"): o for o in objects if o["name"].endswith(".Button")
+        }
+        # the viewer's page has the buttons (Logout Session disabled), and the table
+        assert buttons["Logout Session"]["attributes"].get("disabled") is True
+        [table] = [o for o in objects if o["name"].endswith(".DataTabulator")]
+        source = table["attributes"]["source"]
+        users = dict(source["attributes"]["data"]["entries"])["User"]["array"]
+        row = users.index(target)
+        logout, confirm = client.model(buttons["Logout Session"]), client.model(buttons["Logout"])
+        selected = client.model(source["attributes"]["selected"])
+        # the page is ready: the server runs its first Run (the same rows, the same order)
+        await client.send([MessageSentEvent(client.doc, "bokeh_event", DocumentReady())])
+        await client.until("7 sessions of 7 distinct users")
+        selected.indices = [row]  # the checkbox of the row: a change of the table's selection
+        await client.send(client.changes[-1:])
+        await client.until("1 selected")
+        await client.send([client.click(logout)])  # the disabled button, clicked all the same
+        await client.until("may not log sessions out")
+        await client.send([client.click(confirm)])  # and the dialog's confirmation
+        client.conn.close()
+        return client
+
+    client = run_apart(conversation())
+    assert any(f"{VIEWER} (viewer) may not log sessions out" in c for c in client.received)
+    assert queries.session_usage(store, user=target)["session_id"].tolist() == [target_id]
+    assert len(audited(store, END_SESSION)) == len(ended_before)
+    refused = audited(store, "logout_refused", VIEWER)
+    assert len(refused) == 1, refused
+    assert json.loads(refused["detail"].iloc[0]) == {"role": "viewer", "session_ids": [target_id]}
+    # the role check itself, in the library: the same refusal, audited the same way
+    with pytest.raises(PermissionDenied):
+        actions.authorized_logout(store, [target_id], VIEWER, actions.VIEWER)
+    assert len(audited(store, "logout_refused", VIEWER)) == 2
+    assert len(queries.session_usage(store, user=target)) == 1
 
 
 # --- the login form ---------------------------------------------------------------------------------
