@@ -425,7 +425,10 @@ class ResultsView(Viewer):
         frame = self._frame()
         self._updating_selection = True
         try:
-            self.table.value = frame
+            # the counts arriving show the same page again: its rows are not sent (and drawn)
+            # a second time, which would drop a tick made meanwhile
+            if frame is not self.table.value:
+                self.table.value = frame
             self.table.selection = self._ticked_rows(frame)
         finally:
             self._updating_selection = False

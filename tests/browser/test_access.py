@@ -32,6 +32,7 @@ from tests.browser.conftest import (
     free_port,
     sign_in,
 )
+from tests.browser.test_dashboard import run
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.xdist_group("browser_access")
@@ -68,11 +69,7 @@ def row_of(page, user: str):
 
 
 def select_row(page, user: str) -> None:
-    page.get_by_role("button", name="Run").click()
-    # the Run replaces the results shown on open: wait until its rows are drawn, or a click on
-    # the old table's checkbox can be lost (seen under load)
-    expect()(page.get_by_role("button", name="Run")).to_be_enabled()
-    page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
+    run(page)  # waits until the Run's rows replaced those shown on open
     row_of(page, user).locator("input[type=checkbox]").click()
     expect()(page.get_by_text("1 selected")).to_be_visible()
 

@@ -45,10 +45,14 @@ def shown_users(page) -> list[str]:
 
 def run(page, expected_count: int | None = None) -> None:
     """Click Run and wait for the count line (and, if given, that many rows)."""
+    # the Run replaces the rows shown before: mark those, and wait until none is left, or a
+    # click on an old row's checkbox can be lost (seen under load)
+    page.evaluate(
+        "() => document.querySelectorAll('.tabulator-row').forEach("
+        "(row) => row.setAttribute('data-before-run', ''))"
+    )
     page.get_by_role("button", name="Run").click()
-    # the Run replaces the result shown on open: wait until its rows are drawn, or a click on
-    # the old table's checkbox can be lost (as in test_access.select_row; seen under load)
-    expect()(page.get_by_role("button", name="Run")).to_be_enabled()
+    expect()(page.locator(".tabulator-row[data-before-run]")).to_have_count(0)
     page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     line = page.locator(".licusage-count")
     expect()(line).to_have_text(COUNT_LINE)
