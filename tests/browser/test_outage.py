@@ -23,13 +23,27 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from licusage import catalog, db, sessions
-from tests.browser.conftest import ROOT, free_port, seed_store, wait_for_dashboard
+from licusage import catalog, db, queries, sessions
+from tests.browser.conftest import ROOT, expect, free_port, seed_store, wait_for_dashboard
+from tests.browser.test_dashboard import row_of, rows, run, server_has_filter, set_user
 from tests.helpers import require
+from tests.test_hostile import store_checksum
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser_outage")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("browser_outage"),
+]
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _pg_bin() -> Path:
+    """The newest PostgreSQL server's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 PG_USER = "postgres"
 
 
@@ -131,12 +145,6 @@ def private_pg() -> Iterator[PrivatePostgres]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def expect():
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "licusage", *args],
@@ -190,3 +198,63 @@ def test_dashboard_survives_a_database_outage(private_pg, server_factory, browse
     result = cli("sessions", "--db", url)
     assert result.returncode == 0, result.stderr
     assert "frank.back" in result.stdout
+
+
+def test_an_outage_keeps_the_filter_and_selection_and_a_logout_in_it_changes_nothing(
+    private_pg, server_factory, browser_page
+):
+    admin = sa.create_engine(private_pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE kept")
+    admin.dispose()
+    url = private_pg.url("kept")
+    seed_store(url)
+    server = server_factory(url)
+    page = browser_page()
+    page.goto(server.url)
+    wait_for_dashboard(page)
+    set_user(page, "alice")
+    run(page, expected_count=2)
+    row_of(page, "alice.floating").locator("input[type=checkbox]").click()
+    expect()(page.get_by_text("1 selected")).to_be_visible()
+    page.get_by_role("button", name="Logout Session").click()  # the dialog, read while up
+    expect()(page.get_by_text("Log out 1 session of 1 user (alice.floating)?")).to_be_visible()
+    engine = db.connect(url)
+    try:
+        target = int(queries.session_usage(engine, user="alice.floating")["session_id"].iloc[0])
+        before = store_checksum(engine)
+    finally:
+        engine.dispose()
+
+    private_pg.stop()
+    page.get_by_role("button", name="Logout", exact=True).click()  # confirmed in the outage
+    errors = page.locator(".notyf__toast--error", has_text="database is unavailable")
+    expect()(errors.first).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Run").click()
+    expect()(errors).to_have_count(2, timeout=60_000)  # the logout's and the Run's
+    assert "Traceback" not in page.content()
+    # what the page showed stays: the filter, the rows, the selection
+    expect()(page.get_by_label("User")).to_have_value("alice")
+    server_has_filter(page, "user='alice'")
+    expect()(rows(page)).to_have_count(2)
+    expect()(page.get_by_text("1 selected")).to_be_visible()
+    expect()(row_of(page, "alice.floating").locator("input[type=checkbox]")).to_be_checked()
+
+    private_pg.start()  # the same app process: no restart
+    engine = db.connect(url)
+    try:
+        assert store_checksum(engine) == before  # no write half-applied, none at all
+        run(page, expected_count=2)
+        expect()(page.get_by_text("1 selected")).to_be_visible()
+        # writes work again too: the same logout, now
+        page.get_by_role("button", name="Logout Session").click()
+        page.get_by_role("button", name="Logout", exact=True).click()
+        expect()(page.locator(".notyf__message", has_text="Logged out 1 session.")).to_be_visible()
+        expect()(row_of(page, "alice.floating")).to_have_count(0)
+        ended = queries.sessions_by_id(engine, [target])
+        assert ended["ended_at"].notna().all()
+        log = queries.audit_log(engine)
+        assert (log.loc[log["action"] == "end_session", "session_id"] == target).sum() == 1
+    finally:
+        engine.dispose()
+    assert server.process.poll() is None
