@@ -261,6 +261,26 @@ def wait_for_dashboard(page: Any) -> None:
     )
 
 
+def tick_row(page: Any, row: Any, selected_text: str, attempts: int = 3) -> None:
+    """Tick `row`'s checkbox until the page says `selected_text` (e.g. "1 selected").
+
+    A click that lands while a Run's rows replace the table's (a re-render under load) toggles
+    a checkbox that is gone a moment later, and the server never hears of it; the user sees an
+    unticked box and ticks again, and so does this."""
+    shown = page.get_by_text(selected_text)
+    for attempt in range(attempts):
+        page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
+        checkbox = row.locator("input[type=checkbox]")
+        if not checkbox.is_checked():
+            checkbox.click()
+        try:
+            expect()(shown).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+
+
 @pytest.fixture
 def store(seeded_store):
     """An Engine on the module's seeded store, to check what the dashboard changed."""

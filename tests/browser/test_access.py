@@ -31,6 +31,7 @@ from tests.browser.conftest import (
     expect,
     free_port,
     sign_in,
+    tick_row,
 )
 from tests.browser.test_dashboard import run
 from tests.helpers import wait_until
@@ -70,8 +71,7 @@ def row_of(page, user: str):
 
 def select_row(page, user: str) -> None:
     run(page)  # waits until the Run's rows replaced those shown on open
-    row_of(page, user).locator("input[type=checkbox]").click()
-    expect()(page.get_by_text("1 selected")).to_be_visible()
+    tick_row(page, row_of(page, user), "1 selected")
 
 
 def _fetch(url: str, cookies: http.cookiejar.CookieJar | None = None) -> tuple[str, int, str]:

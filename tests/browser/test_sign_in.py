@@ -52,6 +52,7 @@ from tests.browser.conftest import (
     VIEWER,
     VIEWER_PASSWORD,
     expect,
+    tick_row,
 )
 from tests.browser.conftest import (
     sign_in as browser_sign_in,
@@ -276,11 +277,10 @@ def test_a_page_open_before_sign_out_may_not_act_and_is_audited(server, browser_
     expect()(other_tab.get_by_text("You are signed out.")).to_be_visible()
 
     page.get_by_role("button", name="Run").click()
-    page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     row = page.locator(".tabulator-row").filter(
         has=page.locator("[tabulator-field=User]", has_text="carol.100%")
     )
-    row.locator("input[type=checkbox]").click()
+    tick_row(page, row, "1 selected")
     page.get_by_role("button", name="Logout Session").click()  # refused before any dialog
     expect()(
         page.locator(".notyf__message", has_text="may not log sessions out").first
