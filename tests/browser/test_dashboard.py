@@ -45,6 +45,8 @@ def shown_users(page) -> list[str]:
 
 def run(page, expected_count: int | None = None) -> None:
     """Click Run and wait for the count line (and, if given, that many rows)."""
+    line = page.locator(".licusage-count")
+    expect()(line).to_have_text(COUNT_LINE)  # what the page opened with is drawn, counted
     # the Run replaces the rows shown before: mark those, and wait until none is left, or a
     # click on an old row's checkbox can be lost (seen under load)
     page.evaluate(
@@ -54,7 +56,6 @@ def run(page, expected_count: int | None = None) -> None:
     page.get_by_role("button", name="Run").click()
     expect()(page.locator(".tabulator-row[data-before-run]")).to_have_count(0)
     page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
-    line = page.locator(".licusage-count")
     expect()(line).to_have_text(COUNT_LINE)
     if expected_count is not None:
         expect()(line).to_have_text(
