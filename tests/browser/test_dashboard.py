@@ -16,6 +16,7 @@ from tests.browser.conftest import (
     expect,
     free_port,
     sign_in,
+    tick_row,
     wait_for_dashboard,
 )
 from tests.helpers import wait_until
@@ -120,9 +121,8 @@ def test_logout_procedure(server, browser_page, store):
         for sid, user in queries.session_usage(store)[["session_id", "user"]].to_numpy()
         if user in targets
     }
-    for user in targets:
-        row_of(page, user).locator("input[type=checkbox]").click()
-    expect()(page.get_by_text("2 selected")).to_be_visible()
+    for ticked, user in enumerate(targets, 1):
+        tick_row(page, row_of(page, user), f"{ticked} selected")
     page.get_by_role("button", name="Logout Session").click()
     dialog = page.get_by_role("dialog")
     expect()(dialog).to_be_visible()
@@ -140,7 +140,7 @@ def test_logout_procedure(server, browser_page, store):
     audit = queries.audit_log(store, actor=ADMIN)
     assert set(audit.loc[audit["action"] == "end_session", "session_id"]) >= set(ids.values())
     # the admin goes on: another session can be selected and logged out
-    row_of(page, "alice.floating").locator("input[type=checkbox]").click()
+    tick_row(page, row_of(page, "alice.floating"), "1 selected")
     expect()(page.get_by_role("button", name="Logout Session")).to_be_enabled()
 
 
@@ -149,7 +149,7 @@ def test_cancel_changes_nothing(server, browser_page, store):
     sign_in(page, server, ADMIN, ADMIN_PASSWORD)
     run(page)
     before = active_users(store)
-    row_of(page, "carol.100%").locator("input[type=checkbox]").click()
+    tick_row(page, row_of(page, "carol.100%"), "1 selected")
     page.get_by_role("button", name="Logout Session").click()
     expect()(page.get_by_text("Log out 1 session of 1 user (carol.100%)?")).to_be_visible()
     page.get_by_role("button", name="Cancel").click()
@@ -163,7 +163,7 @@ def test_admins_own_session_is_spared(server, browser_page, store):
     sign_in(page, server, ADMIN, ADMIN_PASSWORD)
     set_user(page, ADMIN)
     run(page, expected_count=1)
-    row_of(page, ADMIN).locator("input[type=checkbox]").click()
+    tick_row(page, row_of(page, ADMIN), "1 selected")
     page.get_by_role("button", name="Logout Session").click()
     expect()(page.get_by_text("Your own 1 session stays logged in.")).to_be_visible()
     expect()(page.get_by_role("button", name="Logout", exact=True)).to_be_disabled()
@@ -176,8 +176,7 @@ def test_viewer_cannot_log_out(server, browser_page, store):
     sign_in(page, server, VIEWER, VIEWER_PASSWORD)
     expect()(page.get_by_text(f"{VIEWER} (viewer)")).to_be_visible()
     run(page)
-    row_of(page, "dora.named").locator("input[type=checkbox]").click()
-    expect()(page.get_by_text("1 selected")).to_be_visible()
+    tick_row(page, row_of(page, "dora.named"), "1 selected")
     button = page.get_by_role("button", name="Logout Session")
     expect()(button).to_be_disabled()
     # a tampered browser: enable the button in BokehJS's model and click it

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from licusage import accounts, catalog, db, sessions
-from tests.browser.conftest import ADMIN, ADMIN_PASSWORD, expect, seed_store, sign_in
+from tests.browser.conftest import ADMIN, ADMIN_PASSWORD, expect, seed_store, sign_in, tick_row
 from tests.browser.test_dashboard import notification, row_of, run, set_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_plain_text")]
@@ -56,13 +56,12 @@ def test_dialog_and_table_show_stored_names_as_plain_text(server, browser_page):
     sign_in(page, server, ADMIN, ADMIN_PASSWORD)
     set_user(page, "victim")
     run(page, expected_count=len(PAYLOADS))
-    for payload in PAYLOADS:
+    for ticked, payload in enumerate(PAYLOADS, 1):
         row = row_of(page, payload)
         expect()(row).to_have_count(1)
         expect()(row.locator("[tabulator-field=User]")).to_have_text(payload)
         assert row.locator("img, a, script, h1").count() == 0
-        row.locator("input[type=checkbox]").click()
-    expect()(page.get_by_text(f"{len(PAYLOADS)} selected")).to_be_visible()
+        tick_row(page, row, f"{ticked} selected")
     page.get_by_role("button", name="Logout Session").click()
     dialog = page.get_by_role("dialog")
     expect()(dialog).to_be_visible()
@@ -84,7 +83,7 @@ def test_a_notification_naming_a_hostile_account_is_plain_text(server, browser_p
     page = browser_page()
     sign_in(page, server, HOSTILE_VIEWER, HOSTILE_PASSWORD)
     run(page)
-    row_of(page, "erin.smith").locator("input[type=checkbox]").click()
+    tick_row(page, row_of(page, "erin.smith"), "1 selected")
     # a tampered browser enables the button the viewer may not use; the server refuses and
     # says so, naming the account
     page.evaluate(

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from licusage import catalog, clock, db, queries, sessions
-from tests.browser.conftest import seed_store, wait_for_dashboard
+from tests.browser.conftest import seed_store, tick_row, wait_for_dashboard
 from tests.helpers import fresh_pg_database, wait_until
 
 pytestmark = [
@@ -69,7 +69,7 @@ def row_of(page, user: str):
 def log_out(page, user: str) -> None:
     """Select `user`'s row, Logout Session, confirm with Logout; wait until the row is gone."""
     page.bring_to_front()
-    row_of(page, user).locator("input[type=checkbox]").click()
+    tick_row(page, row_of(page, user), "1 selected")
     page.get_by_role("button", name="Logout Session").click()
     expect()(page.get_by_role("dialog")).to_be_visible()
     page.get_by_role("button", name="Logout", exact=True).click()
