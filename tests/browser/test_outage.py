@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +26,21 @@ import pytest
 import sqlalchemy as sa
 
 from licusage import catalog, db, queries, sessions
-from tests.browser.conftest import ROOT, expect, free_port, seed_store, wait_for_dashboard
+from tests.browser.conftest import (
+    ROOT,
+    expect,
+    free_port,
+    seed_store,
+    tick_row,
+    wait_for_dashboard,
+)
 from tests.browser.test_dashboard import row_of, rows, run, server_has_filter, set_user
 from tests.helpers import require
+from tests.test_contention import add_sessions
 from tests.test_hostile import store_checksum
+from tests.test_kill import BATCH
+from tests.test_kill import _start as start_logout
+from tests.test_kill import _state as logout_state
 
 pytestmark = [
     pytest.mark.browser,
@@ -98,8 +111,9 @@ class PrivatePostgres:
             "start",
         )
 
-    def stop(self) -> None:
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster: ``fast`` (sessions rolled back) or ``immediate`` (as a crash)."""
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def running(self) -> bool:
         status = subprocess.run(
@@ -215,8 +229,7 @@ def test_an_outage_keeps_the_filter_and_selection_and_a_logout_in_it_changes_not
     wait_for_dashboard(page)
     set_user(page, "alice")
     run(page, expected_count=2)
-    row_of(page, "alice.floating").locator("input[type=checkbox]").click()
-    expect()(page.get_by_text("1 selected")).to_be_visible()
+    tick_row(page, row_of(page, "alice.floating"), "1 selected")
     page.get_by_role("button", name="Logout Session").click()  # the dialog, read while up
     expect()(page.get_by_text("Log out 1 session of 1 user (alice.floating)?")).to_be_visible()
     engine = db.connect(url)
@@ -258,3 +271,45 @@ def test_an_outage_keeps_the_filter_and_selection_and_a_logout_in_it_changes_not
     finally:
         engine.dispose()
     assert server.process.poll() is None
+
+
+CUTS = 6
+
+
+def test_the_database_going_away_in_the_middle_of_a_logout_leaves_it_whole(private_pg):
+    """The server stopped (``pg_ctl stop -m immediate``: a crash) at a random moment of a
+    3,000-session logout, CUTS times: after the restart each batch is all ended with one audit
+    event per session, or all still active."""
+    admin = sa.create_engine(private_pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE cut")
+    admin.dispose()
+    url = private_pg.url("cut")
+    engine = db.connect(url)
+    try:
+        ids = add_sessions(engine, BATCH * (CUTS + 1))
+        batches = [ids[i * BATCH : (i + 1) * BATCH] for i in range(CUTS + 1)]
+        whole = start_logout(url, batches[0])  # how long a whole logout takes here, now
+        started = time.monotonic()
+        assert whole.wait(timeout=600) == 0
+        duration = time.monotonic() - started
+        rng = random.Random(15)
+        outcomes = {"rolled back": 0, "committed": 0}
+        for batch in batches[1:]:
+            process = start_logout(url, batch)
+            time.sleep(rng.uniform(0, duration * 0.8))
+            private_pg.stop("immediate")
+            process.wait(timeout=120)
+            private_pg.start()
+            engine.dispose()  # its connections died with the server
+            ended, events, unaudited = logout_state(engine, batch)
+            assert (ended, events, unaudited) in ((0, 0, 0), (BATCH, BATCH, 0)), (ended, events)
+            outcomes["rolled back" if ended == 0 else "committed"] += 1
+        print(
+            f"\nPostgreSQL stopped (immediate) x{CUTS} in a {BATCH}-session logout: "
+            + ", ".join(f"{n} {what}" for what, n in outcomes.items())
+            + f" (logout {duration:.2f} s)"
+        )
+        assert outcomes["rolled back"] >= 1  # at least one cut fell inside the transaction
+    finally:
+        engine.dispose()
