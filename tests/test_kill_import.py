@@ -3,7 +3,9 @@
 A generated FlexLM debug log grows by one day at a time (one *batch*: the lines an import adds
 to what the store has, resumed at the offset ``imported_files`` records). The real CLI imports
 each day in a process of its own; 12 times per engine that process is killed with SIGKILL at a
-random moment after its progress bar appeared (the write transaction is open by then). After
+random moment: at a random point of its progress bar (the write transaction is open from
+its first showing), or, one time in four, from 90 % read on (the last lines, the last writes,
+the commit). After
 each kill the store equals, row for row, either the store before that day or the store after
 it (taken from an uninterrupted import of the same days); importing again then completes the
 day. At the end the store equals a one-shot import of the whole log into a fresh store.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -164,18 +167,36 @@ def _command(log: Path, url: str) -> list[str]:
     ]
 
 
-def _start(log: Path, url: str) -> subprocess.Popen:
-    """The import, running; returns once its progress bar shows (inside its transaction)."""
-    process = subprocess.Popen(
-        _command(log, url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert process.stderr is not None
-    seen = b""
-    while b"importing" not in seen:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        assert chunk, f"the import ended before it began: {seen.decode(errors='replace')}"
-        seen += chunk
-    return process
+class Import:
+    """``licusage import flexlm-log --progress`` running in a process of its own."""
+
+    def __init__(self, log: Path, url: str) -> None:
+        self.process = subprocess.Popen(
+            _command(log, url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.shown = b""  # the progress bar so far
+        self.percent = -1  # the last percentage it showed (-1: not begun)
+        # the bar appears once the store is open and the write transaction begun
+        assert self.progress_reaches(0), f"the import ended before it began: {self.shown!r}"
+
+    def progress_reaches(self, percent: float) -> bool:
+        """Read the progress bar until it shows `percent` % read; False when the import ended
+        first (the bar is gone once every line is read)."""
+        assert self.process.stderr is not None
+        while self.percent < percent:
+            chunk = os.read(self.process.stderr.fileno(), 4096)
+            if not chunk:
+                return False
+            self.shown += chunk
+            shown = PERCENT.findall(self.shown[-4096:].decode(errors="replace"))
+            if b"importing" in self.shown:
+                self.percent = max(self.percent, 0)
+            if shown:
+                self.percent = max(self.percent, int(shown[-1]))
+        return True
+
+
+PERCENT = re.compile(r"(\d+)%\|")
 
 
 def _run(log: Path, url: str) -> str:
@@ -205,7 +226,7 @@ def three_stores(request, tmp_path) -> Iterator[tuple[str, str, str]]:
 
 def test_kill_9_in_a_flexlm_import_leaves_nothing_or_the_whole_batch(three_stores, tmp_path):
     reference_url, killed_url, oneshot_url = three_stores
-    days = flexlm_days(KILLS + 1, events=12_000)
+    days = flexlm_days(KILLS + 1, events=16_000)
     reference, killed = (db.connect(url) for url in (reference_url, killed_url))
     try:
         # the uninterrupted import, a day at a time: the states a kill may leave, the durations
@@ -216,9 +237,10 @@ def test_kill_9_in_a_flexlm_import_leaves_nothing_or_the_whole_batch(three_store
             for day in days:
                 handle.write(day)
                 handle.flush()
-                process = _start(log, reference_url)
                 started = time.monotonic()
-                assert process.wait(timeout=600) == 0
+                reference_import = Import(log, reference_url)
+                reference_import.progress_reaches(101)  # to its end (the pipe never fills)
+                assert reference_import.process.wait(timeout=600) == 0
                 durations.append(time.monotonic() - started)
                 expected.append(snapshot(reference))
         # the same days, each import killed at a random moment, then imported again
@@ -231,8 +253,15 @@ def test_kill_9_in_a_flexlm_import_leaves_nothing_or_the_whole_batch(three_store
         for number in range(1, KILLS + 1):
             with log.open("ab") as handle:
                 handle.write(days[number])
-            process = _start(log, killed_url)
-            time.sleep(rng.uniform(0, durations[number] * 0.9))
+            running = Import(log, killed_url)
+            # a random moment: at a random point of the reading, or (one time in four) in the
+            # last lines read, the last writes and the commit (from 90 % read on)
+            if rng.random() < 0.75:
+                running.progress_reaches(rng.uniform(0, 90))  # the bar's last showing: ~95 %
+            else:
+                running.progress_reaches(90)
+                time.sleep(rng.uniform(0, durations[number] * 0.4))
+            process = running.process
             finished = process.poll() is not None
             if not finished:
                 os.kill(process.pid, signal.SIGKILL)
