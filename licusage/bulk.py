@@ -41,7 +41,7 @@ from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
 from . import catalog, clock, rollup
 from .db import is_sqlite, store_operation
-from .demo import DemoSummary, _seat_count, user_names
+from .demo import DemoSummary, seat_count, user_names
 from .errors import InvalidInput
 from .migrations import trigram
 from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
@@ -336,7 +336,7 @@ def _simulate(
     role = rng.choice(len(shares), size=users, p=shares)
     weights = rng.lognormal(0.0, 0.5, users)
     weights /= weights.sum()
-    seats = {key: _seat_count(users, share) for key, share in SEAT_SHARES.items()}
+    seats = {key: seat_count(users, share) for key, share in SEAT_SHARES.items()}
     named = _named(rng, role, role_uses, {p: n for (p, t), n in seats.items() if t == NAMED_USER})
     concurrent = {p: n for (p, t), n in seats.items() if t == CONCURRENT_USER}
     factor_h = factor_a = 1.01  # a few logins are refused

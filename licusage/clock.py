@@ -5,12 +5,28 @@ Timestamps are stored in the database as naive UTC; the helpers here convert at 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+@contextmanager
+def frozen(at: datetime) -> Iterator[datetime]:
+    """Within the block, :func:`now` is `at` (made UTC; a naive time is taken as UTC): read a
+    store as of the moment it was generated. The previous clock comes back at the end."""
+    global now
+    moment = to_utc(at)
+    before = now
+    now = lambda: moment  # noqa: E731 (replaced in the module, as tests do)
+    try:
+        yield moment
+    finally:
+        now = before
 
 
 def to_utc(value: datetime) -> datetime:

@@ -18,11 +18,14 @@ result. Logins the rules refuse become denials. The same ``users``, ``days``, ``
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import json
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +34,7 @@ from sqlalchemy.engine import Engine
 from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
 from . import catalog, clock, rollup
-from .db import store_operation, write
+from .db import connect, store_operation, write
 from .errors import InvalidInput
 from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
 from .sessions import POOL_FULL, user_key
@@ -50,8 +53,8 @@ SEAT_SHARES: dict[tuple[str, str], float] = {
     (EM, CONCURRENT_USER): 0.34,
 }
 
-# role -> (share of users, products used)
-ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
+# job role -> (share of users, products used); not the sign-in roles of licusage.actions.ROLES
+JOB_ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
     "agent": (0.65, (CM, AA, EM)),
     "supervisor": (0.10, (CM, RO)),
     "analyst": (0.08, (RO,)),
@@ -148,7 +151,8 @@ def user_names(count: int) -> list[str]:
     return names
 
 
-def _seat_count(users: int, share: float) -> int:
+def seat_count(users: int, share: float) -> int:
+    """The seats a pool gets for `users` users at `share` of them (at least one)."""
     return max(1, round(users * share))
 
 
@@ -170,10 +174,10 @@ def staff(names: list[str], rng: random.Random) -> dict[str, Staff]:
     """Roles, regions, shifts and weekend rotas of the demo's users, in set proportions."""
     order = names[:]
     rng.shuffle(order)
-    roles = _by_shares(order, {role: share for role, (share, _) in ROLES.items()})
+    roles = _by_shares(order, {role: share for role, (share, _) in JOB_ROLES.items()})
     regions = {region.name: region for region in REGIONS}
     people: dict[str, Staff] = {}
-    for role in ROLES:
+    for role in JOB_ROLES:
         members = [n for n in order if roles[n] == role]
         region_of = _by_shares(members, {r.name: r.share for r in REGIONS})
         for region in REGIONS:
@@ -200,8 +204,8 @@ def _named_users(
     for (product, license_type), count in seats.items():
         if license_type != NAMED_USER:
             continue
-        users = [n for n in names if product in ROLES[roles[n]][1]]
-        others = [n for n in names if product not in ROLES[roles[n]][1]]
+        users = [n for n in names if product in JOB_ROLES[roles[n]][1]]
+        others = [n for n in names if product not in JOB_ROLES[roles[n]][1]]
         rng.shuffle(users)
         rng.shuffle(others)
         stale = min(len(others), count // STALE_NAMED_SEATS) if count > 1 else 0
@@ -236,7 +240,7 @@ def _plan_day(
     absent = rng.random() < ABSENCE
     if off or absent:
         return
-    products = ROLES[person.role][1]
+    products = JOB_ROLES[person.role][1]
     day = local_day - timedelta(hours=person.region.utc_offset)  # local midnight in UTC
     if person.shift == "office":
         begin_hour = min(max(rng.gauss(OFFICE_START, 0.8), 6.5), 11.0)
@@ -355,7 +359,7 @@ def simulate(
     names = user_names(users)
     people = staff(names, rng)
     roles = {name: person.role for name, person in people.items()}
-    seats = {key: _seat_count(users, share) for key, share in SEAT_SHARES.items()}
+    seats = {key: seat_count(users, share) for key, share in SEAT_SHARES.items()}
     named = _named_users(names, roles, seats, rng)
     hosts = {name: f"ws-{index:05d}" for index, name in enumerate(names)}
 
@@ -384,6 +388,25 @@ def _session_count(engine: Engine) -> int:
 def is_empty(engine: Engine) -> bool:
     """Whether the store holds no sessions (demo data goes only into such a store)."""
     return _session_count(engine) == 0
+
+
+_opened = ExitStack()  # what open_demo made: removed, and the clock given back, at exit
+atexit.register(_opened.close)
+
+
+def open_demo(
+    users: int = 200, days: int = 14, seed: int = 0, now: datetime | None = None
+) -> Engine:
+    """A new demo store (:func:`generate`) in a temporary folder removed at exit, read as of
+    `now`: :func:`licusage.clock.now` stays `now` for the rest of the process, as a notebook
+    wants (its figures are the same at any hour). Without `now`, the current time."""
+    moment = clock.to_utc(now) if now is not None else clock.now()
+    folder = _opened.enter_context(tempfile.TemporaryDirectory(prefix="licusage-demo-"))
+    engine = connect(f"sqlite:///{folder}/demo.sqlite")
+    _opened.callback(engine.dispose)
+    generate(engine, users=users, days=days, seed=seed, now=moment)
+    _opened.enter_context(clock.frozen(moment))
+    return engine
 
 
 @store_operation

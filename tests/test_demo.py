@@ -294,3 +294,20 @@ def test_the_quick_tour_prints_rows(tmp_path, monkeypatch):
         count = int(result.stdout.strip().splitlines()[-1].split()[0])
         assert count > 0, result.stdout
         assert len(result.stdout.strip().splitlines()) == count + 3  # header, rule, rows, total
+
+
+def test_clock_frozen_gives_the_clock_back():
+    real = clock.now
+    with clock.frozen(datetime(2026, 3, 2, 12, 0)) as moment:  # naive: taken as UTC
+        assert moment == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+        assert clock.now() == moment
+    assert clock.now is real
+
+
+def test_open_demo_is_read_as_of_its_now(monkeypatch):
+    monkeypatch.setattr(clock, "now", clock.now)  # whatever open_demo freezes is undone after
+    now, expected = PINNED["Sunday 03:00"]
+    engine = demo.open_demo(now=now)
+    assert clock.now() == now
+    assert len(queries.session_usage(engine)) == expected  # the pinned count, at 03:00 Sunday
+    assert engine.url.database.endswith("demo.sqlite")

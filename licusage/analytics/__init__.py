@@ -35,6 +35,7 @@ from .intervals import HOUR_NS, SECOND_NS
 from .loading import NAT, NULL_TEXT, POOL_COLUMNS, UNIT_SEPARATOR, pool_label
 from .sizing import FALLBACK_REQUEST_NS, replay, right_size
 from .usage import (
+    BUSY,
     DEFAULT_IDLE_OVER,
     NEAR_FULL,
     WEEKDAYS,
@@ -48,6 +49,7 @@ from .usage import (
 )
 
 __all__ = [
+    "BUSY",
     "DEFAULT_IDLE_OVER",
     "FALLBACK_REQUEST_NS",
     "HOUR_NS",

@@ -22,6 +22,7 @@ from .loading import POOL_COLUMNS
 
 DEFAULT_IDLE_OVER = timedelta(hours=1)
 NEAR_FULL = (9, 10)  # "near full" = in use >= 9/10 of the seats, compared in integers
+BUSY = (3, 4)  # "busy" (a gauge's warning) = in use >= 3/4 of the seats
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 

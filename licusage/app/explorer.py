@@ -42,7 +42,6 @@ IDLE_CHOICES: dict[str, str] = {
     "1 day": "1d",
     "1 week": "7d",
 }  # label -> the duration text kept in ``SessionExplorer.idle_over`` and in the URL
-NEAR_FULL = 0.9  # share of seats in use from which a pool is shown as nearly full
 PAGE_SIZE = 25
 _OPENING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="licusage-open")
 FEW_SESSIONS = 10  # the confirmation lists the sessions up to this many, else counts them

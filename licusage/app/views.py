@@ -18,9 +18,10 @@ from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from ..actions import ADMIN, LogoutPreview
+from ..analytics import BUSY, NEAR_FULL
 from ..display import plural
 from . import format as fmt
-from .explorer import FEW_SESSIONS, IDLE_CHOICES, NEAR_FULL, PAGE_SIZE, SessionExplorer
+from .explorer import FEW_SESSIONS, IDLE_CHOICES, PAGE_SIZE, SessionExplorer
 from .text import escaped, plain_html
 
 REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
@@ -163,11 +164,11 @@ class SeatsView(Viewer):
 
     @staticmethod
     def level(in_use: int, seats: int) -> str:
-        """``danger`` for a pool nearly full (or over), ``warning`` from 75%, else ``success``."""
-        share = in_use / seats if seats else 1.0
-        if share >= NEAR_FULL:
+        """``danger`` for a pool nearly full (or over: :data:`~licusage.analytics.NEAR_FULL`),
+        ``warning`` when busy (:data:`~licusage.analytics.BUSY`), else ``success``."""
+        if in_use * NEAR_FULL[1] >= seats * NEAR_FULL[0]:
             return "danger"
-        return "warning" if share >= 0.75 else "success"
+        return "warning" if in_use * BUSY[1] >= seats * BUSY[0] else "success"
 
     def _filter(self, product: str, license_type: str, _event: Any = None) -> None:
         if self._ex.filter_pool(product, license_type):
