@@ -265,7 +265,8 @@ def logout_sessions(
     with write(engine) as conn:
         known = _user_keys(conn, ids)  # read again inside the transaction
         spared = own_sessions(known, actor) if spare_own else []
-        targets = [i for i in ids if i in known and i not in set(spared) and i not in not_removed]
+        left = set(spared)
+        targets = [i for i in ids if i in known and i not in left and i not in not_removed]
         ended = end_sessions(conn, targets, actor=actor, reason=reason, at=at, origin=origin)
         for session_id, why in not_removed.items():
             record_audit(

@@ -381,13 +381,12 @@ def end_sessions_at(
     if not ends:
         return
     ids = sorted({session_id for session_id, _, _ in ends})
-    lock_session_pools(conn, ids)
     end_at = {session_id: clock.current_db_time(at) for session_id, at, _ in ends}
     rows = [
         {"end_id": session_id, "end_at": end_at[session_id], "end_reason": reason}
         for session_id, _, reason in ends
     ]
-    released: list[tuple[int, datetime]] = []
+    released: list[tuple[int, datetime]] = []  # (pool, when) of each license given back
     for id_in in id_conditions(conn, holds_t.c.session_id, ids):
         released += [
             (pool_id, end_at[session_id])
@@ -397,6 +396,8 @@ def end_sessions_at(
                 )
             )
         ]
+    if released and not is_sqlite(conn):  # what lock_session_pools does, from this same read
+        _lock_pools(conn, sorted({pool_id for pool_id, _ in released}))
     at = sa.bindparam("end_at", type_=sa.DateTime)
     conn.execute(
         sa.update(sessions_t)
