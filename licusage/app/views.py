@@ -500,12 +500,14 @@ class ResultsView(Viewer):
             self._periodic = None
         if event.new:
             self._periodic = pn.state.add_periodic_callback(
-                self._refresh,  # type: ignore[arg-type]  # Panel runs coroutine functions
-                period=int(event.new) * 1000,
+                self._refresh, period=int(event.new) * 1000
             )
 
-    async def _refresh(self) -> None:
-        await self._ex.refresh_async()
+    def _refresh(self) -> None:
+        # a periodic callback runs holding the document's lock, which the refresh needs for its
+        # result: it is started as a task of its own instead of being awaited here
+        if not self._ex.busy:  # one refresh at a time on a slow store
+            pn.state.execute(self._ex.refresh_async)
 
     def _logout_clicked(self, _event: Any = None) -> None:
         ex = self._ex

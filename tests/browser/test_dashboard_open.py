@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from licusage import queries
+from licusage import catalog, queries, sessions
 from licusage.cli import main
-from tests.browser.conftest import expect, wait_for_dashboard
+from tests.browser.conftest import expect, tick_row, wait_for_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_dashboard_open")]
 
@@ -183,3 +183,33 @@ def test_csv_download_is_the_cli_file(server, browser_page, seeded_store, store)
         return [line[:position] + line[position + 1 :] for line in lines]
 
     assert without_idle(downloaded) == without_idle(cli.stdout)
+
+
+def test_auto_refresh_shows_new_sessions_and_keeps_the_selection(server, browser_page, store):
+    page = browser_page()
+    page.goto(server.url)
+    before = len(queries.session_usage(store))
+    counted(page, before)
+    wait_for_dashboard(page)
+    erin = rows(page).filter(has=page.locator("[tabulator-field=User]", has_text="erin.smith"))
+    tick_row(page, erin, "1 selected")
+    stamp = page.get_by_text(re.compile(r"^as of \d\d:\d\d:\d\d$"))
+    first_stamp = stamp.inner_text()
+    page.get_by_label("Auto-refresh").select_option("10 s")
+    # a login the page did not cause: the next refresh shows it, without a Run
+    late = sessions.login(store, "fred.late", {CM: catalog.CONCURRENT_USER}, host="ws-fred")
+    try:
+        counted(page, before + 1)
+        expect()(rows(page).filter(has_text="fred.late")).to_have_count(1)
+        assert stamp.inner_text() != first_stamp
+        expect()(erin.locator("input[type=checkbox]")).to_be_checked()
+        expect()(page.get_by_text("1 selected", exact=True)).to_be_visible()
+        # off again: no more refreshes (a further login stays unseen until Run)
+        page.get_by_label("Auto-refresh").select_option("off")
+        wait_for_dashboard(page)
+        other = sessions.login(store, "gus.late", {CM: catalog.CONCURRENT_USER}, host="ws-gus")
+        page.wait_for_timeout(12_000)
+        counted(page, before + 1)
+        sessions.end(store, other.session_id)
+    finally:
+        sessions.end(store, late.session_id)
