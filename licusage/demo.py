@@ -38,27 +38,42 @@ from .db import connect, store_operation, write
 from .errors import InvalidInput
 from .models import assignments_t, audit_t, denials_t, holds_t, sessions_t
 from .sessions import POOL_FULL, user_key
+from .validation import check_whole
 
 CM, RO, AA, EM = catalog.DEFAULT_PRODUCTS
 NAMED_USER, CONCURRENT_USER = catalog.NAMED_USER, catalog.CONCURRENT_USER
 
-# seats per pool as a share of the user count
-SEAT_SHARES: dict[tuple[str, str], float] = {
-    (CM, NAMED_USER): 0.10,
-    (CM, CONCURRENT_USER): 0.32,
-    (RO, NAMED_USER): 0.03,
-    (RO, CONCURRENT_USER): 0.07,
-    (AA, NAMED_USER): 0.08,
-    (AA, CONCURRENT_USER): 0.22,
-    (EM, CONCURRENT_USER): 0.34,
+# The demo's mix and a large store's (licusage.bulk), side by side. A large store is sized for
+# its --active count, all of them at once, where the demo's customer-service centre has a third
+# of its staff on shift at a time.
+# (product, license type) -> seats as a share of the user count: (demo, large store)
+_POOL_SHARES: dict[tuple[str, str], tuple[float, float]] = {
+    (CM, NAMED_USER): (0.10, 0.15),
+    (CM, CONCURRENT_USER): (0.32, 0.55),
+    (RO, NAMED_USER): (0.03, 0.04),
+    (RO, CONCURRENT_USER): (0.07, 0.16),
+    (AA, NAMED_USER): (0.08, 0.10),
+    (AA, CONCURRENT_USER): (0.22, 0.33),
+    (EM, CONCURRENT_USER): (0.34, 0.55),
 }
-
+# job role -> (products used, share of users: demo, large store)
+_ROLE_MIX: dict[str, tuple[tuple[str, ...], float, float]] = {
+    "agent": ((CM, AA, EM), 0.65, 0.55),
+    "supervisor": ((CM, RO), 0.10, 0.12),
+    "analyst": ((RO,), 0.08, 0.13),
+    "back_office": ((CM, EM), 0.17, 0.20),
+}
+# seats per pool as a share of the user count
+SEAT_SHARES: dict[tuple[str, str], float] = {k: demo for k, (demo, _) in _POOL_SHARES.items()}
+LARGE_SEAT_SHARES: dict[tuple[str, str], float] = {
+    k: large for k, (_, large) in _POOL_SHARES.items()
+}
 # job role -> (share of users, products used); not the sign-in roles of licusage.actions.ROLES
 JOB_ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
-    "agent": (0.65, (CM, AA, EM)),
-    "supervisor": (0.10, (CM, RO)),
-    "analyst": (0.08, (RO,)),
-    "back_office": (0.17, (CM, EM)),
+    role: (demo, products) for role, (products, demo, _) in _ROLE_MIX.items()
+}
+LARGE_JOB_ROLES: dict[str, tuple[float, tuple[str, ...]]] = {
+    role: (large, products) for role, (products, _, large) in _ROLE_MIX.items()
 }
 
 
@@ -154,6 +169,13 @@ def user_names(count: int) -> list[str]:
 def seat_count(users: int, share: float) -> int:
     """The seats a pool gets for `users` users at `share` of them (at least one)."""
     return max(1, round(users * share))
+
+
+def pool_seats(
+    users: int, shares: dict[tuple[str, str], float] = SEAT_SHARES
+) -> dict[tuple[str, str], int]:
+    """The seats of every pool of `shares` for `users` users (:func:`seat_count` each)."""
+    return {pool: seat_count(users, share) for pool, share in shares.items()}
 
 
 def _by_shares(items: list[str], shares: dict[str, float]) -> dict[str, str]:
@@ -338,8 +360,7 @@ class DemoPlan:
 
 def _check_sizes(users: int, days: int, seed: int) -> None:
     for name, value, low in (("users", users, 1), ("days", days, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInput(f"{name} must be a whole number >= {low}, not {value!r}")
+        check_whole(value, name, low)
 
 
 def simulate(
@@ -359,7 +380,7 @@ def simulate(
     names = user_names(users)
     people = staff(names, rng)
     roles = {name: person.role for name, person in people.items()}
-    seats = {key: seat_count(users, share) for key, share in SEAT_SHARES.items()}
+    seats = pool_seats(users)
     named = _named_users(names, roles, seats, rng)
     hosts = {name: f"ws-{index:05d}" for index, name in enumerate(names)}
 

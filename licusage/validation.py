@@ -135,6 +135,14 @@ def check_host(host: object) -> str | None:
     return text
 
 
+def check_whole(value: object, what: str, low: int = 0) -> int:
+    """`value` if it is a whole number (an ``int``, not a ``bool``) of at least `low`;
+    InvalidInput naming `what` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInput(f"{what} must be a whole number >= {low}, not {value!r}")
+    return value
+
+
 def check_time(at: object, what: str = "at") -> datetime | None:
     """`at` as an aware UTC datetime (None stays None: "now"); InvalidInput unless it is a
     datetime (or pandas Timestamp) in [MIN_TIME, MAX_TIME)."""

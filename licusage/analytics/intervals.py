@@ -13,12 +13,16 @@ HOUR_NS = 3_600_000_000_000
 SECOND_NS = 1_000_000_000
 
 
-def merge(key: Array, s: Array, e: Array) -> tuple[Array, Array, Array, Array, Array]:
+def merge(
+    key: Array, s: Array, e: Array, *, touching: bool = True
+) -> tuple[Array, Array, Array, Array, Array]:
     """Merge the overlapping intervals ``[s, e)`` of each key (e.g. one user on one pool).
 
-    Intervals that overlap or touch join one *episode*. Returns ``order`` (the sort of the inputs
-    by key, start), ``first`` (per sorted input: does it open an episode), and per episode its
-    key, start and end. Sort + per-key running maximum of the ends: no Python loop.
+    Intervals that overlap join one *episode*; so do intervals that touch (one starts where
+    another ends), unless `touching` is False (then the seat is given back and asked for again
+    at that instant, as the bulk generator's admission wants). Returns ``order`` (the sort of
+    the inputs by key, start), ``first`` (per sorted input: does it open an episode), and per
+    episode its key, start and end. Sort + per-key running maximum of the ends: no Python loop.
     """
     if not len(s):
         empty = np.empty(0, dtype=np.int64)
@@ -27,7 +31,8 @@ def merge(key: Array, s: Array, e: Array) -> tuple[Array, Array, Array, Array, A
     k, ss, ee = key[order], s[order], e[order]
     reach = pd.Series(ee).groupby(k, sort=False).cummax().to_numpy()
     first = np.ones(len(k), dtype=bool)
-    first[1:] = (k[1:] != k[:-1]) | (ss[1:] > reach[:-1])
+    later = ss[1:] > reach[:-1] if touching else ss[1:] >= reach[:-1]
+    first[1:] = (k[1:] != k[:-1]) | later
     opens = np.flatnonzero(first)
     return order, first, k[opens], ss[opens], np.maximum.reduceat(ee, opens)
 
