@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from licusage import bulk, catalog, db, models, queries, sessions
+from licusage.analytics import intervals
 from licusage.errors import InvalidInput
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -64,6 +65,19 @@ def test_admit_never_exceeds_the_seats_and_admits_all_when_they_fit():
     assert 0 < ok.sum() < len(ok)
     assert _peak_distinct_users(start[ok], end[ok], user[ok]) <= 30
     assert bulk.admit(start, end, user, 400).all()
+
+
+def test_one_merge_joins_touching_intervals_unless_told_not_to():
+    """analytics' merge is the one interval merge; admission asks it to keep touching ones apart."""
+    user = np.array([1, 1, 1, 2])
+    start = np.array([0, 10, 15, 10])
+    end = np.array([10, 20, 30, 20])
+    _, first, key, s, e = intervals.merge(user, start, end)
+    assert (key.tolist(), s.tolist(), e.tolist()) == ([1, 2], [0, 10], [30, 20])
+    assert first.tolist() == [True, False, False, True]
+    _, first, key, s, e = intervals.merge(user, start, end, touching=False)
+    assert (key.tolist(), s.tolist(), e.tolist()) == ([1, 1, 2], [0, 10, 10], [10, 30, 20])
+    assert first.tolist() == [True, True, False, True]
 
 
 def _peak_distinct_users(start, end, user) -> int:
