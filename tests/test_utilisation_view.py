@@ -142,3 +142,12 @@ def test_the_dashboard_has_a_utilisation_tab(store):
     shown = lazy.view.__panel__()
     headings = [o.object for o in shown.objects if isinstance(o, pn.pane.Markdown)]
     assert "### Seats in use against seats owned" in headings
+
+
+def test_the_charts_stop_at_now(store, frozen):
+    frozen.set(DAY + timedelta(hours=10, minutes=20))  # Monday 10:20, during both sessions
+    view = _view(store)
+    assert view.concurrency.index.max() == pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    assert view.concurrency[(CM, CU)].iloc[-1] == 2  # the hour under way, so far
+    curve = view.plots[0].object.Curve.In_use
+    assert curve.dimension_values(0).max() <= pd.Timestamp("2026-03-02 10:20").to_datetime64()

@@ -19,7 +19,7 @@ import panel as pn
 import param
 from sqlalchemy.engine import Engine
 
-from .. import analytics
+from .. import analytics, clock
 from ..errors import LicusageError
 from .format import viewer_zone
 from .window import DayRangeView
@@ -172,6 +172,7 @@ class UtilisationView(DayRangeView):
     def refresh(self) -> bool:
         """Read the window's analytics and redraw; False (and a notification) on failure."""
         start, end = self.window()
+        end = min(end, max(start, clock.now()))  # the rest of today is not drawn as 0 in use
         try:
             concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
             peaks = analytics.peaks(self.engine, start, end)
