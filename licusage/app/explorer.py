@@ -189,8 +189,15 @@ class SessionExplorer(param.Parameterized):
     def set_zone(self, zone: tzinfo | None) -> None:
         """Show times in `zone` (the browser's), the shown page included."""
         self.zone = zone
-        if self._page_rows is not None:
-            self.result = fmt.display_frame(self._page_rows, self.products, zone)
+        if self._page_rows is None:
+            return
+        shown = fmt.display_frame(self._page_rows, self.products, zone)
+        if self.result is not None and shown.equals(self.result):
+            # the browser's zone shows the same times (it names the server's zone, as it
+            # does when the page opens): the rows already drawn are not sent and drawn again
+            self.param.trigger("result")  # the "as of" stamp follows the zone
+        else:
+            self.result = shown
 
     _page_rows: pd.DataFrame | None = None  # the shown page as session_usage_page gave it
 
