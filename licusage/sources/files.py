@@ -34,6 +34,7 @@ from .mapping import FeatureMap
 from .writer import Counts, ServerWriter, zone
 
 CHUNK = 1 << 20
+BLOCK = 1 << 17  # bytes read at a time: decoded, hashed and shown on the progress bar at once
 SNIFF_LINES = 50  # a log shows what it is among its first lines
 
 
@@ -145,7 +146,18 @@ class LogReader:
         return InvalidInput(f"{self.path}, line {self.number}: {message}")
 
     def line(self, text: str) -> None:
+        """Read one line (with its newline)."""
         raise NotImplementedError
+
+    def block(self, text: str, first: int) -> None:
+        """Read `text`: whole lines, each ending with a newline, the first of them line number
+        `first`. This reads them one by one with :meth:`line`; a reader may read a block at
+        once instead (e.g. with one pattern over it)."""
+        lines = text.split("\n")
+        lines.pop()  # what follows the last newline: nothing
+        for number, line in enumerate(lines, first):
+            self.number = number
+            self.line(line + "\n")
 
     def state(self) -> dict[str, Any]:
         """What the next import needs to go on reading."""
@@ -213,15 +225,22 @@ def _import_file(
             disable=not progress,
             leave=False,
         ) as bar:
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # not complete yet: the next import reads it
-                reader.number = lines + 1
-                reader.line(raw.decode("utf-8", "replace"))
-                lines += 1
-                offset += len(raw)
-                resume.hasher.update(raw)
-                bar.update(len(raw))
+            carry = b""  # the start of a line the block read so far does not complete
+            while chunk := handle.read(BLOCK):
+                data = carry + chunk if carry else chunk
+                end = data.rfind(b"\n") + 1
+                carry = data[end:]
+                if not end:
+                    continue
+                whole = data[:end]
+                # "\n" never occurs inside a UTF-8 sequence: decoding a block of lines gives
+                # the text of decoding each line
+                reader.block(whole.decode("utf-8", "replace"), lines + 1)
+                lines += whole.count(b"\n")
+                offset += end
+                resume.hasher.update(whole)
+                bar.update(end)
+            # a last line without its newline is not complete yet: the next import reads it
         result.lines += lines - resume.lines
         result.bytes += offset - resume.offset
         result.files += 1

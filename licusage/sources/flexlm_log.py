@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from ..db import store_operation
+from ..errors import InvalidInput
 from ..sessions import POOL_FULL
 from . import files
 from .files import ImportResult
@@ -46,9 +47,16 @@ FORMAT = "flexlm-log"
 UNSUPPORTED = "unsupported"
 SERVER_DENIED = "server_denied"
 WRAP_SECONDS = 6 * 3600  # a time this much earlier than the last one is the next day
+ONE_DAY = timedelta(days=1)
 
 LINE = re.compile(r"\s*(\d{1,2}):(\d{2}):(\d{2}) \(([^()\s]+)\) ?(.*)")
-EVENT = re.compile(r"(OUT|IN|DENIED|QUEUED|UNSUPPORTED): (.*)")
+# a block of lines: each time-stamped line's time, daemon, event (None: another message) and
+# the rest (lines without a time and a daemon are skipped: wrapped continuations)
+LINES = re.compile(
+    r"^[^\S\n]*(\d{1,2}:\d{2}:\d{2}) \(([^()\s]+)\) ?(?:(OUT|IN|DENIED|QUEUED|UNSUPPORTED): )?(.*)",
+    re.MULTILINE,
+)
+HOUR = timedelta(hours=1)
 SUBJECT = re.compile(r'"([^"]+)" (?:\([^()]*\) )?(\S+)(.*)')
 LICENSES = re.compile(r"\((\d+) licenses?\)")
 VERBOSE = re.compile(r"\^\^\^.*\^\^\^")
@@ -68,6 +76,9 @@ class _Clock:
         self.day: date | None = date.fromisoformat(state["date"]) if state.get("date") else None
         self.last: int = int(state.get("last", -1))
         self.tz = tz
+        # this day's hours: hour -> the UTC time it starts at (None: its offset changes)
+        self._hours: dict[int, datetime | None] = {}
+        self._hours_of: date | None = None
 
     def state(self) -> dict[str, Any]:
         return {"date": self.day.isoformat() if self.day else None, "last": self.last}
@@ -81,8 +92,28 @@ class _Clock:
         self.day, self.last = day, seconds
 
     def utc(self, seconds: int) -> datetime | None:
+        """The naive UTC time of `seconds` into the current day (None: no day known yet)."""
         if self.day is None:
             return None
+        if self._hours_of != self.day:
+            self._hours, self._hours_of = {}, self.day
+        hour, within = divmod(seconds, 3600)
+        try:
+            start = self._hours[hour]
+        except KeyError:
+            start = self._hours[hour] = self._hour_start(hour)
+        if start is None:
+            return self._convert(seconds)
+        return start + timedelta(seconds=within)
+
+    def _hour_start(self, hour: int) -> datetime | None:
+        """When `hour` of the day starts, in UTC, if the zone's offset is the same all through
+        it (else None: each time of it is converted on its own)."""
+        start, end = self._convert(hour * 3600), self._convert(hour * 3600 + 3599)
+        return start if end - start == timedelta(seconds=3599) else None
+
+    def _convert(self, seconds: int) -> datetime:
+        assert self.day is not None
         local = datetime(self.day.year, self.day.month, self.day.day) + timedelta(seconds=seconds)
         return local.replace(tzinfo=self.tz).astimezone(UTC).replace(tzinfo=None)
 
@@ -123,23 +154,54 @@ def _inner(rest: str) -> str | None:
 class _Reader(files.LogReader):
     clock: _Clock
 
+    def __init__(self, path: str, writer: Any, clock: Any) -> None:
+        super().__init__(path, writer, clock)
+        self._seconds: dict[str, int] = {}  # "H:MM:SS" -> seconds into the day
+        self._text, self._first, self._at = "", 0, 0  # the block, its first line, the match
+
+    def bad(self, message: str) -> InvalidInput:
+        if self._text:  # reading a block: the number of the line being read
+            self.number = self._first + self._text.count("\n", 0, self._at)
+        return super().bad(message)
+
+    def block(self, text: str, first: int) -> None:
+        """Read a block of lines with one pattern (the lines it skips are the ones :meth:`line`
+        skips: without a time and a daemon); the same as :meth:`line` on each."""
+        self._text, self._first = text, first
+        clock, known = self.clock, self._seconds
+        day, last = clock.day, clock.last
+        try:
+            for match in LINES.finditer(text):
+                stamp, daemon, kind, message = match.groups()
+                seconds = known.get(stamp)
+                if seconds is None:
+                    hours, minutes, secs = stamp.split(":")
+                    seconds = known[stamp] = int(hours) * 3600 + int(minutes) * 60 + int(secs)
+                if day is not None and last >= 0 and seconds < last - WRAP_SECONDS:
+                    day += ONE_DAY
+                last = seconds
+                if kind is None:
+                    # only lmgrd's messages and TIMESTAMP / Server's... / Server started on
+                    # say anything to _other
+                    if daemon == "lmgrd" or message.startswith(("T", "S")):
+                        clock.day, clock.last, self._at = day, last, match.start()
+                        self._other(daemon, message, seconds)
+                        day, last = clock.day, clock.last
+                    continue
+                clock.day, clock.last, self._at = day, last, match.start()
+                self._event(kind, message, seconds, match.group(0))
+        finally:
+            clock.day, clock.last = day, last
+            self._text = ""
+
     def line(self, text: str) -> None:
-        match = LINE.match(text)
-        if match is None:
-            return  # not a time-stamped line (a wrapped continuation): nothing to read
-        hours, minutes, secs, daemon, message = match.groups()
-        seconds = int(hours) * 3600 + int(minutes) * 60 + int(secs)
-        clock = self.clock
-        event = EVENT.match(message)
-        if event is None:
-            clock.advance(seconds)
-            self._other(daemon, message, seconds)
-            return
-        clock.advance(seconds)
-        at = clock.utc(seconds)
+        self.block(text if text.endswith("\n") else text + "\n", self.number)
+
+    def _event(self, kind: str, body: str, seconds: int, text: str) -> None:
+        """An OUT, IN, DENIED, QUEUED or UNSUPPORTED line (`text`), `body` after its colon."""
+        at = self.clock.utc(seconds)
         if at is None:
             raise self.bad("no date is known yet (no start-up banner or TIMESTAMP line before it)")
-        kind, body = event.groups()
         subject = SUBJECT.fullmatch(body.rstrip())
         if subject is None:
             if not body.startswith('"') and kind in ("DENIED", "QUEUED"):
@@ -153,16 +215,18 @@ class _Reader(files.LogReader):
         if kind in ("OUT", "IN"):
             licenses = 1
             inactive = False
-            remainder = VERBOSE.sub("", rest)
-            count = LICENSES.search(remainder)
-            if count:
-                licenses = int(count.group(1))
-                remainder = remainder[: count.start()] + remainder[count.end() :]
-            if "(INACTIVE)" in remainder:
-                inactive = True
-                remainder = remainder.replace("(INACTIVE)", "", 1)
-            if remainder.strip() or licenses < 1:
-                raise self.bad(f"truncated or malformed {kind} line: {text.strip()!r}")
+            count = None
+            if rest:  # most lines end with user@host
+                remainder = VERBOSE.sub("", rest)
+                count = LICENSES.search(remainder)
+                if count:
+                    licenses = int(count.group(1))
+                    remainder = remainder[: count.start()] + remainder[count.end() :]
+                if "(INACTIVE)" in remainder:
+                    inactive = True
+                    remainder = remainder.replace("(INACTIVE)", "", 1)
+                if remainder.strip() or licenses < 1:
+                    raise self.bad(f"truncated or malformed {kind} line: {text.strip()!r}")
             if kind == "OUT":
                 writer.checkout(at, feature, user, host or None, licenses)
             else:

@@ -4,8 +4,11 @@
 from the store at the start, so an import that continues a log picks up where the last one
 stopped), applies events in time order, and writes in batches (:meth:`ServerWriter.flush`):
 bounded memory for logs of any length, a few statements per batch instead of several per line.
-Sessions end through :func:`licusage.sessions.end_sessions_at`, each at the time the server
-reported, a batch of ends in a few statements.
+A batch's new sessions are inserted together, their ids coming back in one statement, before
+the holds and checkouts that name them; a session that starts and ends within one batch is
+inserted ended, its holds released. Sessions written by an earlier batch end through
+:func:`licusage.sessions.end_sessions_at`, each at the time the server reported, a batch of
+ends in a few statements.
 
 The rules:
 
@@ -54,8 +57,6 @@ REMOVED = "removed"  # by the server's administrator (lmremove, rlmremove)
 
 SERVER_KINDS = ("flexlm", "rlm")
 
-# built once: a statement made per row costs more than running it
-_INSERT_SESSION = sa.insert(sessions_t).returning(sessions_t.c.id)
 FLUSH_EVERY = 5_000  # events between two writes
 
 
@@ -124,9 +125,23 @@ class _Pool:
     pool_id: int
 
 
-@dataclass
+@dataclass(eq=False)
+class _Session:
+    id: int | None  # None until written (the batch's flush inserts it)
+    user: str
+    host: str | None
+    last_activity: datetime
+    started_at: datetime | None = None  # of a session not written yet
+    display: str | None = None
+    ended_at: datetime | None = None  # a session not written yet that ended in its batch
+    end_reason: str | None = None
+    checkouts: list[_Checkout] = field(default_factory=list)
+    holds: dict[int, _Hold] = field(default_factory=dict)  # product id -> open hold
+
+
+@dataclass(eq=False)
 class _Hold:
-    session_id: int
+    session: _Session
     pool: _Pool
     user: str
     licenses: int
@@ -135,9 +150,9 @@ class _Hold:
     released_at: datetime | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Checkout:
-    session_id: int
+    session: _Session
     feature: str
     pool: _Pool
     user: str
@@ -150,16 +165,6 @@ class _Checkout:
     id: int | None = None
     in_at: datetime | None = None
     end_reason: str | None = None
-
-
-@dataclass
-class _Session:
-    id: int
-    user: str
-    host: str | None
-    last_activity: datetime
-    checkouts: list[_Checkout] = field(default_factory=list)
-    holds: dict[int, _Hold] = field(default_factory=dict)  # product id -> open hold
 
 
 class ServerWriter:
@@ -175,6 +180,10 @@ class ServerWriter:
         self.counts = Counts()
         self._pools: dict[str, _Pool] = {}
         self._sessions: dict[tuple[str, str | None], _Session] = {}
+        self._new_sessions: list[_Session] = []  # started since the last flush, not written
+        # checked spellings: (user as read) -> (display spelling, identity); host -> host
+        self._users: dict[object, tuple[str, str]] = {}
+        self._hosts: dict[object, str | None] = {}
         self._new_holds: list[_Hold] = []
         self._closed_holds: list[_Hold] = []  # written ones released since the last flush
         self._new_checkouts: list[_Checkout] = []
@@ -230,8 +239,9 @@ class ServerWriter:
             pool = pools.setdefault(
                 held.pool_id, _Pool(held.product_id, held.license_type_id, held.pool_id)
             )
-            by_id[held.session_id].holds[held.product_id] = _Hold(
-                held.session_id,
+            holder = by_id[held.session_id]
+            holder.holds[held.product_id] = _Hold(
+                holder,
                 pool,
                 held.user_name,
                 held.licenses,
@@ -249,7 +259,7 @@ class ServerWriter:
             hold = owner.holds.get(out.product_id)
             owner.checkouts.append(
                 _Checkout(
-                    out.session_id,
+                    owner,
                     out.feature,
                     hold.pool if hold else self._pool(out.feature),
                     out.user_name,
@@ -310,18 +320,20 @@ class ServerWriter:
         version: str | None = None,
     ) -> None:
         """`user`@`host` checked out `licenses` of `feature` at `at` (naive UTC)."""
-        user, host = check_user(user), check_host(host)
-        pool = self._pool(feature)
-        key = (identity_of(user), host)
+        user, identity = self._user(user)
+        host = self._host(host)
+        pool = self._pools.get(feature) or self._pool(feature)
+        key = (identity, host)
         session = self._sessions.get(key)
         if session is not None:
             at = max(at, session.last_activity)  # a snapshot's older start: never before
-        if session is None:
-            session = _Session(self._start_session(user, host, display, at), user, host, at)
+        else:
+            session = _Session(None, user, host, at, started_at=at, display=display)
+            self._new_sessions.append(session)
             self._sessions[key] = session
             self.counts.sessions_started += 1
         checkout = _Checkout(
-            session.id, feature, pool, user, host, display, handle, version, licenses, at
+            session, feature, pool, user, host, display, handle, version, licenses, at
         )
         session.checkouts.append(checkout)
         self._new_checkouts.append(checkout)
@@ -343,7 +355,7 @@ class ServerWriter:
     ) -> bool:
         """`user`@`host` returned a checkout of `feature` (the one with `handle`, else one of
         `licenses` licenses, else the oldest). False when no such checkout is out."""
-        session = self._sessions.get((identity_of(check_user(user)), check_host(host)))
+        session = self._sessions.get((self._user(user)[1], self._host(host)))
         candidates = [c for c in session.checkouts if c.feature == feature] if session else []
         if handle is not None:
             candidates = [c for c in candidates if c.handle == handle]
@@ -386,8 +398,8 @@ class ServerWriter:
         self._denials.append(
             {
                 "at": at,
-                "user_name": identity_of(check_user(user)),  # as the app's denials: identities
-                "host": check_host(host),
+                "user_name": self._user(user)[1],  # as the app's denials: identities
+                "host": self._host(host),
                 "product_id": pool.product_id,
                 "license_type_id": pool.license_type_id,
                 "pool_id": pool.pool_id,
@@ -414,8 +426,8 @@ class ServerWriter:
             {
                 "server_id": self.server_id,
                 "at": at,
-                "user_name": check_user(user),
-                "host": check_host(host),
+                "user_name": self._user(user)[0],
+                "host": self._host(host),
                 "feature": feature,
                 "pool_id": pool.pool_id,
                 "licenses": licenses,
@@ -427,27 +439,27 @@ class ServerWriter:
 
     # --- mechanics ---------------------------------------------------------------------------
 
-    def _start_session(self, user: str, host: str | None, display: str | None, at: datetime) -> int:
-        return int(
-            self.conn.execute(
-                _INSERT_SESSION,
-                {
-                    "user_name": user,
-                    "user_key": identity_of(user),
-                    "host": host,
-                    "display": display,
-                    "started_at": at,
-                    "last_activity": at,
-                    "source": self.server,
-                    "server_id": self.server_id,
-                },
-            ).scalar_one()
-        )
+    def _user(self, user: object) -> tuple[str, str]:
+        """The checked spelling of `user` and its identity (each spelling checked once)."""
+        known = self._users.get(user)
+        if known is None:
+            spelling = check_user(user)
+            known = self._users[user] = (spelling, identity_of(spelling))
+        return known
+
+    def _host(self, host: object) -> str | None:
+        """`host` checked (each spelling once)."""
+        try:
+            return self._hosts[host]
+        except KeyError:
+            checked = self._hosts[host] = check_host(host)
+            return checked
 
     def _touch(self, session: _Session, at: datetime) -> None:
         if at > session.last_activity:
             session.last_activity = at
-        self._touched[session.id] = session.last_activity
+        if session.id is not None:  # a session not written yet is inserted with it
+            self._touched[session.id] = session.last_activity
 
     def _close(self, session: _Session, checkout: _Checkout, at: datetime, reason: str) -> None:
         session.checkouts.remove(checkout)
@@ -458,14 +470,22 @@ class ServerWriter:
         if session.checkouts:
             self._recount(session, checkout.pool, at)
             return
-        # the last check-in: the session ends, and end_sessions_at releases what it still holds
-        # (a hold begun at this very moment and not written yet never was)
+        # the last check-in: the session ends and releases what it still holds, never before
+        # its grant (a hold begun at this very moment and not written yet never was); holds
+        # written by an earlier batch are released by end_sessions_at
         for product, hold in list(session.holds.items()):
-            if hold.id is None and hold.granted_at == at:
-                self._new_holds.remove(hold)
+            if hold.id is None:
+                if hold.granted_at == at:
+                    self._new_holds.remove(hold)
+                else:
+                    hold.released_at = max(at, hold.granted_at)
                 del session.holds[product]
         del self._sessions[(identity_of(session.user), session.host)]
-        self._ends.append((session.id, at, reason))
+        if session.id is None:  # inserted ended, never before its start
+            assert session.started_at is not None
+            session.ended_at, session.end_reason = max(at, session.started_at), reason
+        else:
+            self._ends.append((session.id, at, reason))
         self.counts.sessions_ended += 1
 
     def _recount(self, session: _Session, pool: _Pool, at: datetime) -> None:
@@ -488,7 +508,7 @@ class ServerWriter:
                 self._closed_holds.append(hold)
             del session.holds[product]
         if licenses:
-            new = _Hold(session.id, pool, identity_of(session.user), licenses, at)
+            new = _Hold(session, pool, identity_of(session.user), licenses, at)
             session.holds[product] = new
             self._new_holds.append(new)
 
@@ -517,6 +537,7 @@ class ServerWriter:
                 [{"hold_id": h.id, "at": h.released_at} for h in self._closed_holds],
             )
             self._closed_holds = []
+        self._insert_sessions()
         self._insert_holds()
         self._insert_checkouts()
         if self._closed_checkouts:
@@ -545,6 +566,31 @@ class ServerWriter:
                 conn.execute(sa.insert(table), rows)
         self._denials, self._queued = [], []
 
+    def _insert_sessions(self) -> None:
+        """Insert the batch's new sessions with their new ids (see :func:`_insert_with_ids`)."""
+        new, self._new_sessions = self._new_sessions, []
+        if not new:
+            return
+        ids = _insert_with_ids(self.conn, sessions_t, [self._session_row(s) for s in new])
+        for session, new_id in zip(new, ids, strict=True):
+            session.id = new_id
+
+    def _session_row(self, s: _Session) -> dict[str, object]:
+        ended = s.ended_at is not None
+        return {
+            "user_name": s.user,
+            "user_key": identity_of(s.user),
+            "host": s.host,
+            "display": s.display,
+            "started_at": s.started_at,
+            "last_activity": s.last_activity,
+            "ended_at": s.ended_at,
+            "end_reason": s.end_reason,
+            "ended_by": self.server if ended else None,
+            "source": self.server,
+            "server_id": self.server_id,
+        }
+
     def _insert_holds(self) -> None:
         _insert(self.conn, holds_t, self._new_holds, _hold_row, lambda h: h.released_at is None)
         self._new_holds = []
@@ -562,7 +608,7 @@ class ServerWriter:
     def _checkout_row(self, c: _Checkout) -> dict[str, object]:
         return {
             "server_id": self.server_id,
-            "session_id": c.session_id,
+            "session_id": c.session.id,
             "product_id": c.pool.product_id,
             "feature": c.feature,
             "user_name": c.user,
@@ -584,24 +630,47 @@ def _insert(
     row: Callable[[Any], dict[str, object]],
     still_open: Callable[[Any], bool],
 ) -> None:
-    """Insert `items` as rows of `table`, in two statements; the ones still open get their new
-    ids (to close them later), in order."""
-    closed = [item for item in items if not still_open(item)]
+    """Insert `items` as rows of `table`; the ones still open get their new ids (to close them
+    later)."""
     pending = [item for item in items if still_open(item)]
-    if closed:
-        conn.execute(sa.insert(table), [row(item) for item in closed])
-    if pending:
-        ids = conn.execute(
-            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [row(item) for item in pending],
-        ).scalars()
+    if pending:  # first: see _insert_with_ids
+        ids = _insert_with_ids(conn, table, [row(item) for item in pending])
         for item, new_id in zip(pending, ids, strict=True):
-            item.id = int(new_id)
+            item.id = new_id
+    closed = [row(item) for item in items if not still_open(item)]
+    if closed:
+        conn.execute(sa.insert(table), closed)
+
+
+def _insert_with_ids(conn: Connection, table: sa.Table, rows: list[dict[str, object]]) -> list[int]:
+    """Insert `rows` into `table` with new ids, returned in the order of `rows`: the ids are
+    taken in one statement, the rows inserted in one executemany (no RETURNING, which SQLite
+    cannot return in the order of the rows, so SQLAlchemy would insert them one at a time).
+
+    PostgreSQL takes the ids from the table's sequence. SQLite takes the ones after the
+    largest, as it does itself: the caller's write transaction (``BEGIN IMMEDIATE``, see
+    :func:`licusage.db.write`) holds the write lock, so no other connection inserts meanwhile;
+    rows inserted into `table` without ids later in this transaction come after them.
+    """
+    if conn.dialect.name == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+        ids = list(
+            conn.execute(
+                sa.select(sa.func.nextval(sequence)).select_from(
+                    sa.func.generate_series(1, len(rows))
+                )
+            ).scalars()
+        )
+    else:
+        first = (conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+    conn.execute(sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    return [int(i) for i in ids]
 
 
 def _hold_row(h: _Hold) -> dict[str, object]:
     return {
-        "session_id": h.session_id,
+        "session_id": h.session.id,
         "product_id": h.pool.product_id,
         "license_type_id": h.pool.license_type_id,
         "pool_id": h.pool.pool_id,
