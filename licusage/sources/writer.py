@@ -131,6 +131,7 @@ class _Session:
     user: str
     host: str | None
     last_activity: datetime
+    identity: str = ""  # of `user` (see licusage.validation.identity_of)
     started_at: datetime | None = None  # of a session not written yet
     display: str | None = None
     ended_at: datetime | None = None  # a session not written yet that ended in its batch
@@ -207,9 +208,10 @@ class ServerWriter:
         ).all()
         by_id: dict[int, _Session] = {}
         for row in rows:
-            session = _Session(row.id, row.user_name, row.host, _naive(row.last_activity))
+            identity = identity_of(row.user_name)
+            session = _Session(row.id, row.user_name, row.host, _naive(row.last_activity), identity)
             by_id[row.id] = session
-            self._sessions[(identity_of(row.user_name), row.host)] = session
+            self._sessions[(identity, row.host)] = session
         # checkouts of sessions ended meanwhile (logged out, reaped) end with their session
         ended = sa.select(s.c.ended_at).where(s.c.id == c.c.session_id).scalar_subquery()
         self.conn.execute(
@@ -328,7 +330,7 @@ class ServerWriter:
         if session is not None:
             at = max(at, session.last_activity)  # a snapshot's older start: never before
         else:
-            session = _Session(None, user, host, at, started_at=at, display=display)
+            session = _Session(None, user, host, at, identity, started_at=at, display=display)
             self._new_sessions.append(session)
             self._sessions[key] = session
             self.counts.sessions_started += 1
@@ -480,7 +482,7 @@ class ServerWriter:
                 else:
                     hold.released_at = max(at, hold.granted_at)
                 del session.holds[product]
-        del self._sessions[(identity_of(session.user), session.host)]
+        del self._sessions[(session.identity, session.host)]
         if session.id is None:  # inserted ended, never before its start
             assert session.started_at is not None
             session.ended_at, session.end_reason = max(at, session.started_at), reason
@@ -508,7 +510,7 @@ class ServerWriter:
                 self._closed_holds.append(hold)
             del session.holds[product]
         if licenses:
-            new = _Hold(session, pool, identity_of(session.user), licenses, at)
+            new = _Hold(session, pool, session.identity, licenses, at)
             session.holds[product] = new
             self._new_holds.append(new)
 
@@ -579,7 +581,7 @@ class ServerWriter:
         ended = s.ended_at is not None
         return {
             "user_name": s.user,
-            "user_key": identity_of(s.user),
+            "user_key": s.identity,
             "host": s.host,
             "display": s.display,
             "started_at": s.started_at,
