@@ -2,8 +2,9 @@
 
 One module per command group: :mod:`~licusage.cli.store` (demo, sessions, pools, logout, reap),
 :mod:`~licusage.cli.serve`, :mod:`~licusage.cli.db`, :mod:`~licusage.cli.users`, :mod:`~licusage.cli.tokens`,
-:mod:`~licusage.cli.alerts`, :mod:`~licusage.cli.rollup`; what they share
-(``--db``, formats, option types, :func:`fail`) is in :mod:`licusage.cli._common`. A new command
+:mod:`~licusage.cli.alerts`, :mod:`~licusage.cli.rollup`, :mod:`~licusage.cli.imports`,
+:mod:`~licusage.cli.servers`; what they share (``--db``, ``opened_store``, formats, option
+types and options such as ``duration_option``, :func:`fail`) is in :mod:`licusage.cli._common`. A new command
 goes in its group's module and is registered below.
 
 Every command takes ``--db URL``. Bad input of any kind (a malformed option, an unknown product
@@ -24,9 +25,11 @@ from ._common import (
     LicusageGroup,
     SessionIdType,
     db_option,
+    duration_option,
     fail,
     format_option,
     open_store,
+    opened_store,
     parse_license_options,
     render_table,
     store_url,
@@ -41,10 +44,12 @@ __all__ = [
     "LicusageGroup",
     "SessionIdType",
     "db_option",
+    "duration_option",
     "fail",
     "format_option",
     "main",
     "open_store",
+    "opened_store",
     "parse_license_options",
     "render_table",
     "store_url",

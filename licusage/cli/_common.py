@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -188,6 +189,17 @@ def open_store(db_url: str | None) -> Engine:
     return store_db.connect(store_url(db_url))
 
 
+@contextmanager
+def opened_store(db_url: str | None) -> Iterator[Engine]:
+    """The store (see :func:`store_url`) for a ``with`` block, disposed of after it; errors
+    exit 2 via the group."""
+    engine = open_store(db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def whole_option(
     flag: str, low: int, high: int | None = None, *, default: int | None = None, help: str
 ) -> Callable[[F], F]:
@@ -196,6 +208,25 @@ def whole_option(
         flag,
         type=click.IntRange(low, high),
         default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def duration_option(
+    *decls: str,
+    minimum: timedelta = timedelta(seconds=1),
+    default: str | None = None,
+    required: bool = False,
+    help: str,
+) -> Callable[[F], F]:
+    """An option taking a duration of at least `minimum` (:class:`DurationType`, shown as
+    ``DURATION``), its default (if any) shown."""
+    return click.option(
+        *decls,
+        type=DurationType(minimum=minimum),
+        default=default,
+        required=required,
         show_default=default is not None,
         help=help,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import alerts as alerts_
-from ._common import db_option, open_store, render_table
+from ._common import db_option, opened_store, render_table
 
 
 @click.group()
@@ -41,11 +41,8 @@ def check(rules_path: Path, no_deliver: bool, db_url: str | None) -> None:
       * * * * * licusage alerts check --rules /etc/licusage/alerts.toml
     """
     config = alerts_.load_config(rules_path)
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         result = alerts_.evaluate(engine, config, deliver=not no_deliver)
-    finally:
-        engine.dispose()
     for firing in result.fired:
         sent = ", ".join(f"{k} {v}" for k, v in sorted(firing.delivery.items())) or "not delivered"
         click.echo(f"FIRED   {firing.rule}: {firing.subject}: {firing.message} ({sent})")
@@ -66,11 +63,8 @@ def list_(open_only: bool, limit: int, db_url: str | None) -> None:
     Example:
       licusage alerts list --open
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         frame = alerts_.firings(engine, limit=limit, open_only=open_only)
-    finally:
-        engine.dispose()
     if frame.empty:
         click.echo("No alerts have fired.")
         return

@@ -21,7 +21,7 @@ from ..sources.poll import DEFAULT_TIMEOUT, run_command
 from ..sources.rlm_log import import_rlm_log
 from ..sources.rlmstat import import_rlmstat
 from ..sources.snapshot import ServerDown, SnapshotResult, read_text
-from ._common import DurationType, db_option, open_store, progress_option, show_progress
+from ._common import db_option, duration_option, opened_store, progress_option, show_progress
 
 EXIT_SERVER_DOWN = 1
 
@@ -69,8 +69,7 @@ def _log_command(name: str, importer: Callable[..., ImportResult], help_text: st
         db_url: str | None,
     ) -> None:
         feature_map = read_mapping(mapping)
-        engine = open_store(db_url)
-        try:
+        with opened_store(db_url) as engine:
             result = importer(
                 engine,
                 list(files),
@@ -79,8 +78,6 @@ def _log_command(name: str, importer: Callable[..., ImportResult], help_text: st
                 timezone=timezone,
                 progress=show_progress(progress),
             )
-        finally:
-            engine.dispose()
         _report(result)
 
 
@@ -168,22 +165,20 @@ def _snapshot_command(name: str, status: _Status, help_text: str) -> None:
         text = sys.stdin.read() if file == "-" else read_text(file, status.what)
         feature_map = read_mapping(mapping)
         when = _parse_at(at)
-        engine = open_store(db_url)
-        try:
-            result = status.importer(
-                engine,
-                text,
-                server=server,
-                source=file,
-                at=when,
-                timezone=timezone,
-                mapping=feature_map,
-            )
-        except ServerDown as error:
-            click.echo(f"Error: {error}", err=True)
-            sys.exit(EXIT_SERVER_DOWN)
-        finally:
-            engine.dispose()
+        with opened_store(db_url) as engine:
+            try:
+                result = status.importer(
+                    engine,
+                    text,
+                    server=server,
+                    source=file,
+                    at=when,
+                    timezone=timezone,
+                    mapping=feature_map,
+                )
+            except ServerDown as error:
+                click.echo(f"Error: {error}", err=True)
+                sys.exit(EXIT_SERVER_DOWN)
         _report_snapshot(result, status.tool)
 
 
@@ -237,18 +232,10 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
         metavar="CMD",
         help=f'The status command, e.g. "{example}".',
     )
-    @click.option(
-        "--every",
-        type=DurationType(minimum=timedelta(seconds=1)),
-        default="1m",
-        show_default=True,
-        help="Time between two polls.",
-    )
-    @click.option(
+    @duration_option("--every", default="1m", help="Time between two polls.")
+    @duration_option(
         "--timeout",
-        type=DurationType(minimum=timedelta(seconds=1)),
         default=f"{int(DEFAULT_TIMEOUT.total_seconds())}s",
-        show_default=True,
         help="Longest a poll may take; a command still running then is killed.",
     )
     @click.option(
@@ -278,8 +265,7 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
         db_url: str | None,
     ) -> None:
         feature_map = read_mapping(mapping)
-        engine = open_store(db_url)
-        try:
+        with opened_store(db_url) as engine:
             done = 0
             while True:
                 started = time.monotonic()
@@ -307,8 +293,6 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
                 if once or (rounds is not None and done >= rounds):
                     return
                 time.sleep(max(0.0, every.total_seconds() - (time.monotonic() - started)))
-        finally:
-            engine.dispose()
 
 
 _poll_command("flexlm", FLEXLM, "lmutil lmstat -a -c 27000@lic1", "lic1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..analytics import rollup as analytics_rollup
-from ._common import db_option, open_store, plural, progress_option, show_progress
+from ._common import db_option, opened_store, plural, progress_option, show_progress
 
 
 @click.group("rollup")
@@ -24,11 +24,8 @@ def rebuild(db_url: str | None, progress: bool | None) -> None:
 
     Example: licusage rollup rebuild --db sqlite:///licusage.sqlite
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         done = analytics_rollup.refresh(engine, rebuild=True, progress=show_progress(progress))
-    finally:
-        engine.dispose()
     click.echo(
         f"rolled up {plural(done.pools, 'pool')}: {plural(done.hours, 'hour')},"
         f" {plural(done.rows, 'row')} with use or denials"

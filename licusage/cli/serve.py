@@ -17,7 +17,7 @@ from ..policy import start_reaper
 from ..server import ServeOptions, check_options
 from ..server import serve as serve_app
 from ..sources.poll import PollTarget, start_poller
-from ._common import DurationType, db_option, fail, store_url, whole_option
+from ._common import db_option, duration_option, fail, store_url, whole_option
 
 
 @click.command()
@@ -43,10 +43,9 @@ from ._common import DurationType, db_option, fail, store_url, whole_option
     "one generated once and kept beside the store (a 0600 .cookie-secret file). Hosts sharing "
     "a store must share it.",
 )
-@click.option(
+@duration_option(
     "--sign-in-max-age",
-    type=DurationType(minimum=timedelta(minutes=1)),
-    metavar="DURATION",
+    minimum=timedelta(minutes=1),
     help="With --auth: how long a sign-in holds (default 12h), on every path.",
 )
 @click.option(
@@ -67,17 +66,13 @@ from ._common import DurationType, db_option, fail, store_url, whole_option
     metavar="HOST[:PORT]",
     help="Host names browsers use to reach the server (default: any, off loopback).",
 )
-@click.option(
+@duration_option(
     "--reap-every",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    metavar="DURATION",
     help="Run the idle policy in the server this often (e.g. 5m): end sessions idle past "
     "--idle-over or their pool's own idle limit, audited as idle_timeout.",
 )
-@click.option(
+@duration_option(
     "--idle-over",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    metavar="DURATION",
     help="With --reap-every: the idle limit of sessions whose pools have none (e.g. 8h).",
 )
 @click.option(
@@ -87,14 +82,7 @@ from ._common import DurationType, db_option, fail, store_url, whole_option
     metavar="FILE",
     help="Evaluate the alert rules of this TOML file in the server (see docs/alerts.md).",
 )
-@click.option(
-    "--alerts-every",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    default="1m",
-    show_default=True,
-    metavar="DURATION",
-    help="With --alerts: how often to evaluate them.",
-)
+@duration_option("--alerts-every", default="1m", help="With --alerts: how often to evaluate them.")
 @click.option(
     "--poll",
     "polls",
@@ -103,14 +91,7 @@ from ._common import DurationType, db_option, fail, store_url, whole_option
     help='Poll a FlexLM or RLM server inside the server: NAME="lmutil lmstat -a -c 27000@host" '
     'or NAME="rlmutil rlmstat -a -c 5053@host" (repeat for several; see docs/sources.md).',
 )
-@click.option(
-    "--poll-every",
-    type=DurationType(minimum=timedelta(seconds=1)),
-    default="1m",
-    show_default=True,
-    metavar="DURATION",
-    help="With --poll: how often to poll.",
-)
+@duration_option("--poll-every", default="1m", help="With --poll: how often to poll.")
 def serve(
     db_url: str | None,
     port: int,

@@ -6,7 +6,7 @@ import click
 
 from ..sources import remove
 from ..validation import describe
-from ._common import db_option, fail, open_store, render_table
+from ._common import db_option, fail, opened_store, render_table
 
 
 @click.group()
@@ -25,11 +25,8 @@ def servers() -> None:
 @db_option
 def list_(db_url: str | None) -> None:
     """List the servers: name, kind and removal command."""
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         known = remove.list_servers(engine)
-    finally:
-        engine.dispose()
     if not known:
         click.echo(
             "No license servers (import from one: licusage import lmstat FILE --server NAME)."
@@ -61,9 +58,6 @@ def set_remove_command(server: str, template: str | None, clear: bool, db_url: s
     """
     if clear == (template is not None):
         fail("give TEMPLATE, or --clear (not both)")
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         remove.set_remove_command(engine, server, None if clear else template)
-    finally:
-        engine.dispose()
     click.echo(f"{describe(server)}: " + ("no removal command" if clear else "removal command set"))

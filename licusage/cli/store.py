@@ -16,13 +16,13 @@ from ..models import APP_SOURCE
 from ..validation import describe
 from ._common import (
     CliError,
-    DurationType,
     SessionIdType,
     db_option,
+    duration_option,
     format_option,
     iso_utc,
     local_time,
-    open_store,
+    opened_store,
     parse_license_options,
     plural,
     render_table,
@@ -66,8 +66,7 @@ def demo(
       licusage demo --db sqlite:///big.sqlite --users 20000 --active 100000 \\
         --history 2000000 --days 365
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         if active is not None or history is not None:
             from .. import bulk
 
@@ -84,8 +83,6 @@ def demo(
             summary = demo_data.generate(
                 engine, users=users, days=days, seed=seed, progress=sys.stderr.isatty()
             )
-    finally:
-        engine.dispose()
     click.echo(
         f"Demo data written: {plural(summary.users, 'user')}, {summary.pools} pools, "
         f"{plural(summary.sessions, 'session')} ({summary.active_sessions} active), "
@@ -103,9 +100,9 @@ def demo(
     help="Only sessions holding this license. Repeat it: several types of one product match "
     "either; several products must all match.",
 )
-@click.option(
+@duration_option(
     "--idle-over",
-    type=DurationType(),
+    minimum=timedelta(0),
     help="Only sessions idle at least this long (30s, 45m, 2h, 1d, 1h30m).",
 )
 @click.option("--host", metavar="TEXT", help="Part of the client host name (any case).")
@@ -134,8 +131,7 @@ def sessions(
       licusage sessions --source autodesk
     """
     license_types = parse_license_options(licenses)
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         frame = queries.session_usage(
             engine,
             user=user,
@@ -144,8 +140,6 @@ def sessions(
             host=host or None,
             source=source or None,
         )
-    finally:
-        engine.dispose()
     records = usage_records(frame)
     if output_format == "json":
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
@@ -185,11 +179,8 @@ def pools(output_format: str, db_url: str | None) -> None:
     Example:
       licusage pools --format csv
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         frame = queries.pool_usage(engine)
-    finally:
-        engine.dispose()
     records = [
         {
             "product": r["product"],
@@ -277,8 +268,7 @@ def logout(session_ids: tuple[int, ...], actor: str | None, yes: bool, db_url: s
     ids = sorted(set(session_ids))
     if not yes and not stdin_is_terminal():
         raise CliError("no terminal to confirm on: pass --yes to log sessions out; nothing changed")
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         if not yes:  # the CLI logs out whatever it is given: nothing is spared
             preview = actions.preview_logout(engine, ids, actor, spare_own=False)
             _describe_targets(preview)
@@ -288,8 +278,6 @@ def logout(session_ids: tuple[int, ...], actor: str | None, yes: bool, db_url: s
                 click.echo("Cancelled: nothing changed.", err=True)
                 sys.exit(1)
         result = actions.logout_sessions(engine, ids, actor)
-    finally:
-        engine.dispose()
     # the preview already said which were ended or unknown: say it once
     _report_logout(result, previewed=not yes)
     if result.unknown or result.not_removed:
@@ -311,10 +299,9 @@ def _report_logout(result: actions.LogoutResult, previewed: bool = False) -> Non
 
 
 @click.command()
-@click.option(
+@duration_option(
     "--idle-over",
     required=True,
-    type=DurationType(minimum=timedelta(seconds=1)),
     help="End sessions idle longer than this (45m, 2h, 1d, 1h30m); a pool's own shorter "
     "idle limit applies to sessions holding it.",
 )
@@ -331,12 +318,9 @@ def reap(idle_over: timedelta, dry_run: bool, actor: str, db_url: str | None) ->
       licusage reap --idle-over 8h --dry-run
       licusage reap --idle-over 8h
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         result = actions.reap_idle(engine, idle_over, actor=actor, dry_run=dry_run)
         found = queries.sessions_by_id(engine, result.logged_out)
-    finally:
-        engine.dispose()
     users = dict(zip(found["session_id"].astype(int), found["user"], strict=True))
     verb = "Would end" if dry_run else "Ended"
     limit = durations.format_duration(idle_over)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import tokens as tokens_
-from ._common import db_option, fail, open_store, render_table
+from ._common import db_option, fail, opened_store, render_table
 
 
 @click.group()
@@ -37,11 +37,8 @@ def add(name: str, scope: str, db_url: str | None) -> None:
     Example:
       licusage tokens add case-app --scope sessions:write
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         token = tokens_.add_token(engine, name, scope)
-    finally:
-        engine.dispose()
     click.echo(f"Token {name.strip()} ({scope}); it is not shown again:", err=True)
     click.echo(token)
 
@@ -56,11 +53,8 @@ def list_(include_revoked: bool, db_url: str | None) -> None:
     Example:
       licusage tokens list --all
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         frame = tokens_.list_tokens(engine, include_revoked=include_revoked)
-    finally:
-        engine.dispose()
     if frame.empty:
         click.echo("No tokens (add one: licusage tokens add NAME --scope sessions:write).")
         return
@@ -88,11 +82,8 @@ def revoke(name: str, db_url: str | None) -> None:
     Example:
       licusage tokens revoke case-app
     """
-    engine = open_store(db_url)
-    try:
+    with opened_store(db_url) as engine:
         revoked = tokens_.revoke_token(engine, name)
-    finally:
-        engine.dispose()
     if not revoked:
         fail(f"no token named {name!r} is in use")
     click.echo(f"Token {name.strip()} revoked.")

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from .. import accounts, db
+from .. import accounts
 from ..actions import ROLES
-from ._common import db_option, fail, render_table, store_url
+from ._common import db_option, fail, opened_store, render_table
 
 
 @click.group()
@@ -40,11 +40,8 @@ def add(name: str, role: str, password_stdin: bool, replace: bool, db_url: str |
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    engine = db.connect(store_url(db_url))
-    try:
+    with opened_store(db_url) as engine:
         accounts.add_account(engine, name, password, role, replace=replace)
-    finally:
-        engine.dispose()
     click.echo(f"Account {name.strip()} ({role}) saved.")
 
 
@@ -58,11 +55,8 @@ def remove(name: str, db_url: str | None) -> None:
     Example:
       licusage users remove bob
     """
-    engine = db.connect(store_url(db_url))
-    try:
+    with opened_store(db_url) as engine:
         removed = accounts.remove_account(engine, name)
-    finally:
-        engine.dispose()
     if not removed:
         fail(f"no account named {name!r}")
     click.echo(f"Account {name.strip()} removed.")
@@ -77,11 +71,8 @@ def list_(db_url: str | None) -> None:
     Example:
       licusage users list
     """
-    engine = db.connect(store_url(db_url))
-    try:
+    with opened_store(db_url) as engine:
         frame = accounts.list_accounts(engine)
-    finally:
-        engine.dispose()
     if frame.empty:
         click.echo("No accounts (add one: licusage users add NAME --role admin).")
         return
