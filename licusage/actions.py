@@ -30,8 +30,8 @@ from .sessions import (
     check_reason,
     check_session_id,
     end_sessions,
-    id_conditions,
     lock_all_pools,
+    rows_for_ids,
     write_time,
 )
 from .sources.remove import remove_on_servers
@@ -167,12 +167,8 @@ def own_sessions(user_keys: Mapping[int, str], actor: str) -> list[int]:
 
 def _user_keys(conn: sa.Connection, ids: list[int]) -> dict[int, str]:
     """Session id -> the user's identity, for the stored sessions among `ids`."""
-    known: dict[int, str] = {}
-    for id_in in id_conditions(conn, sessions_t.c.id, ids):
-        known.update(
-            conn.execute(sa.select(sessions_t.c.id, sessions_t.c.user_key).where(id_in)).all()
-        )
-    return known
+    query = sa.select(sessions_t.c.id, sessions_t.c.user_key)
+    return {int(i): key for i, key in rows_for_ids(conn, query, sessions_t.c.id, ids)}
 
 
 @store_operation
@@ -191,13 +187,8 @@ def preview_logout(
     s = sessions_t
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        stored: list[sa.Row] = []
-        for id_in in id_conditions(conn, s.c.id, ids):
-            stored += conn.execute(
-                sa.select(
-                    s.c.id, s.c.user_name, s.c.user_key, s.c.host, s.c.source, s.c.ended_at
-                ).where(id_in)
-            ).all()
+        query = sa.select(s.c.id, s.c.user_name, s.c.user_key, s.c.host, s.c.source, s.c.ended_at)
+        stored = rows_for_ids(conn, query, s.c.id, ids)
         spared = own_sessions({r.id: r.user_key for r in stored}, actor) if spare_own else []
         mine = set(spared)
         active_rows = sorted(

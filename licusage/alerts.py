@@ -71,6 +71,7 @@ from .db import store_operation, write
 from .durations import format_duration, parse_duration
 from .errors import InvalidInput, LicusageError
 from .models import alert_firings_t
+from .validation import check_whole
 
 log = logging.getLogger(__name__)
 
@@ -599,8 +600,7 @@ def _deliver(engine: Engine, config: AlertConfig, firing: Firing) -> Firing:
 def firings(engine: Engine, limit: int = 200, open_only: bool = False) -> pd.DataFrame:
     """Stored firings, newest first: ``id``, ``rule``, ``kind``, ``subject``, ``message``,
     ``fired_at``, ``cleared_at`` (UTC; missing while open), ``delivery`` (JSON text)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number >= 1, not {limit!r}")
+    check_whole(limit, "limit", 1)
     f = alert_firings_t
     query = (
         sa.select(

@@ -24,7 +24,7 @@ from .models import (
     products_t,
     types_t,
 )
-from .validation import user_identity
+from .validation import check_whole, user_identity
 
 COUNTING_RULES = (PER_USER, PER_CHECKOUT)
 
@@ -183,8 +183,8 @@ def add_pool(
     license_type = _check_name(license_type, "license type")
     if product in RESERVED_COLUMNS:
         raise InvalidInput(f"{product!r} is reserved for a result column; choose another name")
-    if seats is not None and (isinstance(seats, bool) or not isinstance(seats, int) or seats < 0):
-        raise InvalidInput(f"seats must be a whole number >= 0, not {seats!r}")
+    if seats is not None:
+        check_whole(seats, "seats", 0)
     if counting not in COUNTING_RULES:
         raise InvalidInput(f"counting must be one of {', '.join(COUNTING_RULES)}, not {counting!r}")
     if idle_limit is not None and (isinstance(idle_limit, bool) or idle_limit <= 0):

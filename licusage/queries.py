@@ -22,8 +22,8 @@ from .catalog import Catalog, parse_license_filter, pools_frame, read_catalog
 from .db import describe_db_error, is_sqlite, store_operation
 from .errors import InvalidInput, StoreUnavailable
 from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
-from .sessions import check_session_id, id_conditions
-from .validation import lenient_identity
+from .sessions import check_session_id, rows_for_ids
+from .validation import check_whole, lenient_identity
 
 BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle", "source"]
 MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
@@ -485,20 +485,19 @@ def session_licenses(engine: Engine, session_ids: Collection[int]) -> pd.DataFra
 
 def held_licenses(conn: sa.Connection, catalog: Catalog, ids: list[int]) -> pd.DataFrame:
     """:func:`session_licenses` of checked `ids`, inside the caller's connection."""
-    rows: list[Any] = []
-    for id_in in id_conditions(conn, holds_t.c.session_id, ids):
-        rows += conn.execute(
-            sa.select(
-                holds_t.c.session_id,
-                sessions_t.c.user_name,  # the spelling (holds keep the identity)
-                holds_t.c.product_id,
-                holds_t.c.license_type_id,
-                holds_t.c.licenses,
-            )
-            .join(sessions_t, sessions_t.c.id == holds_t.c.session_id)
-            .where(id_in, holds_t.c.released_at.is_(None))
-            .order_by(holds_t.c.id)
-        ).all()
+    query = (
+        sa.select(
+            holds_t.c.session_id,
+            sessions_t.c.user_name,  # the spelling (holds keep the identity)
+            holds_t.c.product_id,
+            holds_t.c.license_type_id,
+            holds_t.c.licenses,
+        )
+        .join(sessions_t, sessions_t.c.id == holds_t.c.session_id)
+        .where(holds_t.c.released_at.is_(None))
+        .order_by(holds_t.c.id)
+    )
+    rows = rows_for_ids(conn, query, holds_t.c.session_id, ids)
     product_names, type_names = catalog.product_names(), catalog.type_names()
     frame = pd.DataFrame(
         [(r[0], r[1], product_names[r[2]], type_names[r[3]], r[4]) for r in rows],
@@ -529,23 +528,18 @@ def sessions_by_id(engine: Engine, session_ids: Collection[int]) -> pd.DataFrame
     """
     ids = sorted({check_session_id(i) for i in session_ids})
     s = sessions_t
-    rows: list[Any] = []
+    query = sa.select(
+        s.c.id,
+        s.c.user_name,
+        s.c.host,
+        s.c.started_at,
+        s.c.last_activity,
+        s.c.ended_at,
+        s.c.end_reason,
+        s.c.ended_by,
+    ).order_by(s.c.id)
     with engine.connect() as conn:
-        for id_in in id_conditions(conn, s.c.id, ids):
-            rows += conn.execute(
-                sa.select(
-                    s.c.id,
-                    s.c.user_name,
-                    s.c.host,
-                    s.c.started_at,
-                    s.c.last_activity,
-                    s.c.ended_at,
-                    s.c.end_reason,
-                    s.c.ended_by,
-                )
-                .where(id_in)
-                .order_by(s.c.id)
-            ).all()
+        rows = rows_for_ids(conn, query, s.c.id, ids)
     frame = pd.DataFrame.from_records(rows, columns=SESSION_COLUMNS, coerce_float=False)
     frame["session_id"] = frame["session_id"].astype("int64")
     for column in ("user", "host", "end_reason", "ended_by"):
@@ -573,9 +567,8 @@ def session_usage_page(
     name); the default order breaks ties. Same columns as :func:`session_usage`; a page past
     the end is empty.
     """
-    for name, value in (("offset", offset), ("limit", limit)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInput(f"{name} must be a whole number >= 0, not {value!r}")
+    check_whole(offset, "offset", 0)
+    check_whole(limit, "limit", 0)
     where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:
@@ -612,8 +605,7 @@ def iter_session_usage(
 ) -> Iterator[pd.DataFrame]:
     """:func:`session_usage` in DataFrames of at most `batch_size` rows, read from one
     streaming cursor: an export of a million sessions never holds them all."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInput(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    check_whole(batch_size, "batch_size", 1)
     where = SessionFilter.of(where, **filters)
     now = clock.now()
     try:
@@ -671,8 +663,7 @@ def session_usage_after(
     end between two requests neither repeat nor shift the pages that follow. Same columns as
     :func:`session_usage`.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidInput(f"limit must be a whole number >= 0, not {limit!r}")
+    check_whole(limit, "limit", 0)
     where = SessionFilter.of(where, **filters)
     now = clock.now()
     with engine.connect() as conn:

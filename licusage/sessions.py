@@ -446,6 +446,17 @@ def id_conditions(
         yield column.in_(ids[start : start + ID_CHUNK])
 
 
+def rows_for_ids(
+    conn: Connection, query: sa.Select, column: sa.ColumnElement[int], ids: list[int]
+) -> list[sa.Row]:
+    """Every row of `query` whose `column` is one of `ids`, one statement per
+    :func:`id_conditions` (in `query`'s order within each; `ids` sorted keep it overall)."""
+    rows: list[sa.Row] = []
+    for id_in in id_conditions(conn, column, ids):
+        rows += conn.execute(query.where(id_in)).all()
+    return rows
+
+
 def end_sessions(
     conn: Connection,
     session_ids: Iterable[int],

@@ -20,6 +20,7 @@ from ..catalog import Catalog
 from ..db import is_sqlite
 from ..errors import InvalidInput
 from ..models import denials_t, holds_t, pool_seats_t, pools_t, sessions_t
+from ..validation import check_whole
 from .intervals import Array
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,10 @@ def duration_ns(value: object, name: str) -> int:
 
 
 def whole_number(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise InvalidInput(f"{name} must be a whole number >= {low}, not {value!r}")
-    return int(value)
+    """:func:`licusage.validation.check_whole`, numpy integers included."""
+    if isinstance(value, np.integer) and value >= low:
+        return int(value)
+    return check_whole(value, name, low)
 
 
 def pool_label(product: str, license_type: str) -> str:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Required, TypedDict
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -258,6 +258,16 @@ def _import_file(
         )
 
 
+class ImportOptions(TypedDict, total=False):
+    """The keyword arguments of every log import (``import_flexlm_log(engine, paths,
+    server="lic1")``): one declaration for all of them; only `server` is required."""
+
+    server: Required[str]
+    mapping: FeatureMap | None
+    timezone: str | None
+    progress: bool
+
+
 def import_logs(
     engine: Engine,
     fmt: LogFormat,
@@ -269,7 +279,10 @@ def import_logs(
     progress: bool = False,
 ) -> ImportResult:
     """Import logs of format `fmt` of the license server named `server`, all in one transaction
-    (all or nothing); each file continues where an earlier import of it stopped."""
+    (all or nothing); each file continues where an earlier import of it stopped.
+
+    `mapping` maps the server's features to products (None: the built-in mapping), `timezone`
+    is the server's (None: this machine's), `progress` shows a progress bar."""
     tz = zone(timezone)
     if not paths:
         raise InvalidInput("no log file given")

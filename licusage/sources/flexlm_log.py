@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -39,8 +39,7 @@ from ..db import store_operation
 from ..errors import InvalidInput
 from ..sessions import POOL_FULL
 from . import files
-from .files import ImportResult
-from .mapping import FeatureMap
+from .files import ImportOptions, ImportResult
 from .writer import CHECKED_IN, IDLE_TIMEOUT
 
 FORMAT = "flexlm-log"
@@ -294,13 +293,7 @@ FLEXLM_LOG = files.LogFormat(
 
 @store_operation
 def import_flexlm_log(
-    engine: Engine,
-    paths: list[str] | tuple[str, ...],
-    *,
-    server: str,
-    mapping: FeatureMap | None = None,
-    timezone: str | None = None,
-    progress: bool = False,
+    engine: Engine, paths: list[str] | tuple[str, ...], **options: Unpack[ImportOptions]
 ) -> ImportResult:
     """Import FlexLM debug logs of the license server named `server` (all or nothing).
 
@@ -310,12 +303,4 @@ def import_flexlm_log(
     is not a debug log or has a truncated line, and for a feature the mapping lacks; then
     nothing is changed.
     """
-    return files.import_logs(
-        engine,
-        FLEXLM_LOG,
-        paths,
-        server=server,
-        mapping=mapping,
-        timezone=timezone,
-        progress=progress,
-    )
+    return files.import_logs(engine, FLEXLM_LOG, paths, **options)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from typing import Unpack
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -27,7 +28,6 @@ from sqlalchemy.engine import Engine
 from .. import clock
 from ..db import store_operation
 from ..errors import InvalidInput
-from .mapping import FeatureMap
 from .snapshot import (
     FeatureStatus,
     Listed,
@@ -35,11 +35,11 @@ from .snapshot import (
     Reserved,
     ServerDown,
     Snapshot,
+    SnapshotOptions,
     SnapshotResult,
-    apply_snapshot,
+    import_snapshot,
     read_text,
 )
-from .writer import zone
 
 __all__ = ["ServerDown", "Snapshot", "SnapshotResult", "import_lmstat", "parse", "read_text"]
 
@@ -188,19 +188,11 @@ def parse(
 
 @store_operation
 def import_lmstat(
-    engine: Engine,
-    text: str,
-    *,
-    server: str,
-    source: str = "lmstat output",
-    at: datetime | None = None,
-    timezone: str | None = None,
-    mapping: FeatureMap | None = None,
+    engine: Engine, text: str, *, source: str = "lmstat output", **options: Unpack[SnapshotOptions]
 ) -> SnapshotResult:
     """Parse and apply one ``lmstat -a`` snapshot of `server` (one transaction).
 
     Raises :class:`InvalidInput` for text that is not such an output and :class:`ServerDown`
     when it reports a server or vendor daemon down; in both cases nothing changes.
     """
-    snapshot = parse(text, source=source, at=at, tz=zone(timezone))
-    return apply_snapshot(engine, snapshot, server=server, mapping=mapping)
+    return import_snapshot(engine, parse, text, source=source, **options)

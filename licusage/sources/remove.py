@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from ..db import store_operation, write
 from ..errors import InvalidInput
 from ..models import APP_SOURCE, checkouts_t, servers_t, sessions_t
-from ..sessions import id_conditions
+from ..sessions import rows_for_ids
 
 log = logging.getLogger(__name__)
 
@@ -144,33 +144,31 @@ def remove_on_servers(
     from a license server; returns why, for each session a removal failed for (a server with no
     removal command, a command that failed or hung). App sessions need no removal."""
     ids = [int(i) for i in session_ids]
-    rows: list[sa.Row] = []
+    query = (
+        sa.select(
+            checkouts_t.c.session_id,
+            checkouts_t.c.feature,
+            checkouts_t.c.user_name.label("user"),
+            checkouts_t.c.host,
+            checkouts_t.c.display,
+            checkouts_t.c.handle,
+            servers_t.c.name.label("server"),
+            servers_t.c.remove_command,
+        )
+        .select_from(
+            checkouts_t.join(servers_t, servers_t.c.id == checkouts_t.c.server_id).join(
+                sessions_t, sessions_t.c.id == checkouts_t.c.session_id
+            )
+        )
+        .where(
+            checkouts_t.c.in_at.is_(None),
+            sessions_t.c.ended_at.is_(None),
+            sessions_t.c.source != APP_SOURCE,
+        )
+        .order_by(checkouts_t.c.session_id, checkouts_t.c.id)
+    )
     with engine.connect() as conn:
-        for id_in in id_conditions(conn, checkouts_t.c.session_id, ids):
-            rows += conn.execute(
-                sa.select(
-                    checkouts_t.c.session_id,
-                    checkouts_t.c.feature,
-                    checkouts_t.c.user_name.label("user"),
-                    checkouts_t.c.host,
-                    checkouts_t.c.display,
-                    checkouts_t.c.handle,
-                    servers_t.c.name.label("server"),
-                    servers_t.c.remove_command,
-                )
-                .select_from(
-                    checkouts_t.join(servers_t, servers_t.c.id == checkouts_t.c.server_id).join(
-                        sessions_t, sessions_t.c.id == checkouts_t.c.session_id
-                    )
-                )
-                .where(
-                    id_in,
-                    checkouts_t.c.in_at.is_(None),
-                    sessions_t.c.ended_at.is_(None),
-                    sessions_t.c.source != APP_SOURCE,
-                )
-                .order_by(checkouts_t.c.session_id, checkouts_t.c.id)
-            ).all()
+        rows = rows_for_ids(conn, query, checkouts_t.c.session_id, ids)
     failed: dict[int, str] = {}
     for row in rows:
         checkout = row._asdict()

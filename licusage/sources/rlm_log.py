@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -43,9 +43,8 @@ from sqlalchemy.engine import Engine
 from ..db import store_operation
 from ..sessions import POOL_FULL
 from . import files
-from .files import ImportResult
+from .files import ImportOptions, ImportResult
 from .flexlm_log import SERVER_DENIED
-from .mapping import FeatureMap
 from .writer import CHECKED_IN, IDLE_TIMEOUT, REMOVED
 
 FORMAT = "rlm-log"
@@ -200,13 +199,7 @@ RLM_LOG = files.LogFormat(
 
 @store_operation
 def import_rlm_log(
-    engine: Engine,
-    paths: list[str] | tuple[str, ...],
-    *,
-    server: str,
-    mapping: FeatureMap | None = None,
-    timezone: str | None = None,
-    progress: bool = False,
+    engine: Engine, paths: list[str] | tuple[str, ...], **options: Unpack[ImportOptions]
 ) -> ImportResult:
     """Import RLM report logs of the license server named `server` (all or nothing).
 
@@ -215,12 +208,4 @@ def import_rlm_log(
     that cannot be read, is not a report log or has a truncated record, and for a feature the
     mapping lacks; then nothing is changed.
     """
-    return files.import_logs(
-        engine,
-        RLM_LOG,
-        paths,
-        server=server,
-        mapping=mapping,
-        timezone=timezone,
-        progress=progress,
-    )
+    return files.import_logs(engine, RLM_LOG, paths, **options)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from typing import Unpack
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -46,16 +47,15 @@ from .. import clock
 from ..db import store_operation
 from ..errors import InvalidInput
 from .flexlm_log import MONTHS
-from .mapping import FeatureMap
 from .snapshot import (
     FeatureStatus,
     Listed,
     Reserved,
     Snapshot,
+    SnapshotOptions,
     SnapshotResult,
-    apply_snapshot,
+    import_snapshot,
 )
-from .writer import zone
 
 WHAT = "rlmstat -a output"
 
@@ -261,14 +261,7 @@ def parse(
 
 @store_operation
 def import_rlmstat(
-    engine: Engine,
-    text: str,
-    *,
-    server: str,
-    source: str = "rlmstat output",
-    at: datetime | None = None,
-    timezone: str | None = None,
-    mapping: FeatureMap | None = None,
+    engine: Engine, text: str, *, source: str = "rlmstat output", **options: Unpack[SnapshotOptions]
 ) -> SnapshotResult:
     """Parse and apply one ``rlmstat -a`` snapshot of the RLM server `server` (one transaction).
 
@@ -276,5 +269,4 @@ def import_rlmstat(
     :class:`~licusage.sources.snapshot.ServerDown` when it reports the rlm server or an ISV
     server down; in both cases nothing changes.
     """
-    snapshot = parse(text, source=source, at=at, tz=zone(timezone))
-    return apply_snapshot(engine, snapshot, server=server, mapping=mapping)
+    return import_snapshot(engine, parse, text, source=source, **options)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, Required, TypedDict
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -30,7 +32,7 @@ from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
 from ..models import queued_t, reservations_t
 from .mapping import FeatureMap
-from .writer import CHECKED_IN, Counts, ServerWriter
+from .writer import CHECKED_IN, Counts, ServerWriter, zone
 
 
 class ServerDown(LicusageError):
@@ -244,3 +246,39 @@ def apply_snapshot(
     _check_up(snapshot, server)
     with write(engine) as conn:
         return reconcile(conn, snapshot, server=server, mapping=mapping)
+
+
+class SnapshotOptions(TypedDict, total=False):
+    """The keyword arguments of every status-snapshot import besides `source`
+    (``import_lmstat(engine, text, server="lic1")``): `at` (aware, or naive UTC) overrides the
+    snapshot's own time, `timezone` is the server's, `mapping` maps features to products."""
+
+    server: Required[str]
+    at: datetime | None
+    timezone: str | None
+    mapping: FeatureMap | None
+
+
+class SnapshotParser(Protocol):
+    """A status command's parser (``lmstat.parse``, ``rlmstat.parse``)."""
+
+    def __call__(
+        self, text: str, *, source: str, at: datetime | None = None, tz: ZoneInfo | None = None
+    ) -> Snapshot: ...
+
+
+def import_snapshot(
+    engine: Engine,
+    parse: SnapshotParser,
+    text: str,
+    *,
+    source: str,
+    server: str,
+    at: datetime | None = None,
+    timezone: str | None = None,
+    mapping: FeatureMap | None = None,
+) -> SnapshotResult:
+    """Parse `text` (named `source` in errors) with `parse` in the server's `timezone` and
+    apply the snapshot (:func:`apply_snapshot`): the one body of every snapshot import."""
+    snapshot = parse(text, source=source, at=at, tz=zone(timezone))
+    return apply_snapshot(engine, snapshot, server=server, mapping=mapping)
