@@ -480,3 +480,36 @@ def test_url_parameters_round_trip(sqlite_engine, ids, notes):
     assert ex.idle_over == ""
     assert ex.license_types == {}
     assert len([n for n in notes if n[0] == "warning"]) == 2
+
+
+def test_the_browser_zone_sends_the_rows_again_only_when_it_changes_their_times(
+    sqlite_engine, ids, notes
+):
+    from zoneinfo import ZoneInfo
+
+    tab = make_tab(sqlite_engine, notes)
+    ex = tab.explorer
+    ex.set_zone(ZoneInfo("UTC"))
+    assert ex.run()
+    shown = tab.results.table.value
+    utc_started = list(shown["Started"])
+    stamps = []
+    ex.param.watch(lambda _e: stamps.append(tab.results.stamp.value), "result")
+    ex.set_zone(ZoneInfo("Etc/UTC"))  # another name, the same times: the drawn rows stay
+    assert tab.results.table.value is shown
+    assert stamps  # the "as of" stamp was shown again in the zone
+    ex.set_zone(ZoneInfo("Asia/Tokyo"))  # UTC+9: the rows are shown again, in that zone
+    assert tab.results.table.value is not shown
+    tokyo = pd.to_datetime(pd.Series(utc_started)) + pd.Timedelta(hours=9)
+    assert list(tab.results.table.value["Started"]) == list(tokyo.dt.strftime("%Y-%m-%d %H:%M"))
+
+
+def test_the_page_opens_with_its_rows_then_its_counts(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    ex = tab.explorer
+    assert ex.open()
+    assert len(tab.results.table.value) == 6
+    assert run_coroutine(ex.finish_open())
+    assert (ex.total, ex.counting) == (6, False)
+    assert ex.summary == "6 sessions of 6 distinct users"
+    assert not run_coroutine(ex.finish_open())  # counted once

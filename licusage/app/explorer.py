@@ -366,24 +366,32 @@ class SessionExplorer(param.Parameterized):
 
     def open(self) -> bool:
         """The page opens: read the first page of the current filter now (it goes out with the
-        page itself); the counts and the seats are read meanwhile in a worker thread and shown
-        by :meth:`finish_open` once the page has loaded."""
+        page itself); the counts and the seats are read in a worker thread once the page has
+        been sent (while the browser loads its scripts: not competing with building the page)
+        and shown by :meth:`finish_open` once the page has loaded."""
         view = self._view_to_run()
         if view is None:
             return False
-        self._opening = (self._count_later(view), view)
+        self._opening = (None, view)
+        _after_page(self._start_counting)
         reading = self._guard("Run", lambda: self._read(view, False, False))
         return reading is not None and self._apply(reading)
 
-    _opening: tuple[Future, View] | None = None
+    _opening: tuple[Future | None, View] | None = None
+
+    def _start_counting(self) -> None:
+        """Start counting the result the page opened with (once)."""
+        if self._opening is not None and self._opening[0] is None:
+            self._opening = (self._count_later(self._opening[1]), self._opening[1])
 
     async def finish_open(self) -> bool:
         """Show the counts and the seats :meth:`open` started to read (unless another
         filter's result is shown by now)."""
+        self._start_counting()
         opening, self._opening = self._opening, None
-        if opening is None:
+        if opening is None or opening[0] is None:
             return False
-        return await self._show_counts(*opening)
+        return await self._show_counts(opening[0], opening[1])
 
     def _count_later(self, view: View) -> Future:
         """Count `view`'s sessions and users and read the seats, in a worker thread."""
@@ -618,6 +626,18 @@ class SessionExplorer(param.Parameterized):
             self.refresh_pools()
         self.notify("success", outcome.summary())
         return outcome
+
+
+def _after_page(func: Callable[[], None]) -> None:
+    """Run `func` once the page being served has been built (a next-tick callback of its
+    document); directly elsewhere."""
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        func()
+        return
+    doc.add_next_tick_callback(func)
 
 
 async def _in_document(func: Callable[[], T]) -> T:
