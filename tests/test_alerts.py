@@ -277,9 +277,12 @@ def test_two_hosts_evaluating_at_once_fire_once(pg_url, frozen):
 def test_the_alerts_tab_shows_every_firing_as_plain_text(engine, frozen):
     from zoneinfo import ZoneInfo
 
+    import panel as pn
+
     from licusage.app.alerts import COLUMNS, AlertsView
 
     view = AlertsView(engine, zone=ZoneInfo("UTC"))
+    pn.panel(view).get_root()  # drawn: the view reads (outside a server, at once)
     assert view.table.value.empty
     assert "No alert has fired" in view.summary.object
     config = _config('[[rule]]\nkind = "session_age"\nname = "<b>old</b>"\nolder_than = "1h"\n')

@@ -139,7 +139,7 @@ def test_the_dashboard_has_a_utilisation_tab(store):
     assert isinstance(lazy, LazyTab)
     assert lazy.view is None
     tabs.active = tabs._names.index("Utilisation")
-    shown = lazy.view.__panel__()
+    shown = lazy.view.layout  # what the tab draws (the view reads when it is first drawn)
     headings = [o.object for o in shown.objects if isinstance(o, pn.pane.Markdown)]
     assert "### Seats in use against seats owned" in headings
 

@@ -15,8 +15,8 @@ import panel as pn
 from sqlalchemy.engine import Engine
 
 from .. import alerts
-from ..errors import LicusageError
 from .format import viewer_zone
+from .lifecycle import StoreView
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,17 @@ def firings_frame(firings: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     )
 
 
-class AlertsView(pn.viewable.Viewer):
+class AlertsView(StoreView):
     """The firings of the alert rules (``licusage serve --alerts``, ``licusage alerts check``)."""
 
+    title = "Alerts"
+
     def __init__(self, engine: Engine, zone: tzinfo | None = None, **params: Any) -> None:
-        super().__init__(**params)
-        self.engine = engine
+        super().__init__(engine, **params)
         self.zone = zone
         self.summary = pn.pane.Str("", sizing_mode="stretch_width")
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
-        self.refresh_button.on_click(lambda _e: self.refresh())
+        self.refresh_button.on_click(lambda _e: self.reload())
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=COLUMNS),
             pagination="remote",
@@ -74,21 +75,19 @@ class AlertsView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             layout="fit_data_stretch",
         )
-        self._layout = pn.Column(
+        self.layout = pn.Column(
             pn.Row(self.summary, self.refresh_button, sizing_mode="stretch_width"),
             self.table,
             sizing_mode="stretch_width",
         )
-        self.refresh()
 
-    def refresh(self) -> None:
-        """Read the firings again."""
-        try:
-            firings = alerts.firings(self.engine, limit=LIMIT)
-        except LicusageError as error:
-            log.warning("alerts view: %s", error)
-            self.summary.object = f"Cannot read the alerts: {error}"
-            return
+    def read(self) -> pd.DataFrame:
+        """The newest :data:`LIMIT` firings (:func:`licusage.alerts.firings`)."""
+        return alerts.firings(self.engine, limit=LIMIT)
+
+    def draw(self, data: pd.DataFrame) -> None:
+        """Draw the table and the count line."""
+        firings = data
         self.table.value = firings_frame(firings, self.zone)
         open_count = int(firings["cleared_at"].isna().sum())
         self.summary.object = (
@@ -97,5 +96,7 @@ class AlertsView(pn.viewable.Viewer):
             else "No alert has fired (rules: licusage serve --alerts FILE, or licusage alerts check)."
         )
 
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._layout
+    def draw_failure(self, error: BaseException) -> None:
+        """The count line says the alerts could not be read."""
+        log.warning("alerts view: %s", error)
+        self.summary.object = f"Cannot read the alerts: {error}"

@@ -19,7 +19,6 @@ import param
 from sqlalchemy.engine import Engine
 
 from .. import export, queries
-from ..errors import LicusageError
 from .format import local_zone, viewer_zone
 from .text import markdown_literal
 from .window import DayRangeView
@@ -99,7 +98,6 @@ class AuditView(DayRangeView):
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
         super().__init__(engine, zone=zone, **params)
-        self._loaded = False
         self.actor_select = pn.widgets.Select(
             label="Actor", options={ALL_ACTORS: ""}, value=self.actor, width=220
         )
@@ -117,8 +115,8 @@ class AuditView(DayRangeView):
             callback=self.csv, filename="audit.csv", label="Download CSV", disabled=True
         )
         self.actor_select.param.watch(lambda e: setattr(self, "actor", e.new or ""), "value")
-        self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "actor"])
-        self._layout = pn.Column(
+        self.param.watch(lambda *_e: self.reload(), ["first_day", "last_day", "actor"])
+        self.layout = pn.Column(
             pn.FlexBox(
                 self.dates,
                 self.actor_select,
@@ -136,19 +134,18 @@ class AuditView(DayRangeView):
 
     def _zone_changed(self, event: param.parameterized.Event) -> None:
         self.zone = local_zone(event.new)
-        if self._loaded:
-            self.refresh()
+        if self.has_read:
+            self.reload()
 
-    def refresh(self) -> bool:
-        """Read the trail for the current filters; False (and a notification) on failure."""
-        self._loaded = True
+    def read(self) -> tuple[pd.DataFrame, list[str]]:
+        """The trail of the current filters and every actor (:mod:`licusage.queries`)."""
         start, end = self.window()
-        try:
-            events = queries.audit_log(self.engine, start=start, end=end, actor=self.actor or None)
-            actors = queries.audit_actors(self.engine)
-        except LicusageError as error:
-            return self.failed(error)
-        self.last_error = ""
+        events = queries.audit_log(self.engine, start=start, end=end, actor=self.actor or None)
+        return events, queries.audit_actors(self.engine)
+
+    def draw(self, data: tuple[pd.DataFrame, list[str]]) -> None:
+        """Draw the table, the actor choices, the summary line and the download."""
+        events, actors = data
         self.trail = trail_frame(events, self.zone)
         options = {ALL_ACTORS: "", **{name: name for name in actors}}
         if self.actor and self.actor not in options.values():
@@ -163,20 +160,9 @@ class AuditView(DayRangeView):
             f"**{count:,}** audit event{'' if count == 1 else 's'}{who}, "
             f"{self.first_day:%Y-%m-%d} to {self.last_day:%Y-%m-%d}"
         )
-        return True
 
     def csv(self) -> io.StringIO:
         """The whole filtered trail (every page) as CSV."""
         if self.trail is None:
             return io.StringIO()
         return export.frame_csv_file(self.trail)  # no cell runs as a formula
-
-    @param.depends()  # evaluated once, when first drawn; Refresh (or a filter) reads again
-    def _shown(self) -> pn.viewable.Viewable:
-        self.refresh()
-        return self._layout
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        # read the trail when a browser first draws the view (its tab opened), not when the
-        # page is built: the trail is then current, and pages that never open it cost nothing
-        return pn.param.ParamMethod(self._shown, lazy=True, sizing_mode="stretch_width")

@@ -2,7 +2,8 @@
 
 :class:`SessionExplorer` owns everything the views show and calls only :mod:`licusage.queries`,
 :mod:`licusage.actions` and :mod:`licusage.catalog`; it never writes SQL. Every call to the
-store goes through :meth:`SessionExplorer._guard`, which turns a failure into a notification.
+store goes through :meth:`SessionExplorer._guard`, which turns a failure into a notification
+(:class:`~licusage.app.lifecycle.Notices`, the dashboard's one notifier).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from typing import IO, Any, TypeVar
 
 import pandas as pd
 import param
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from .. import actions, catalog, clock, durations, queries
 from ..actions import LogoutPreview
-from ..db import describe_db_error
 from ..display import plural
-from ..errors import LicusageError, StoreUnavailable
+from ..errors import LicusageError
 from . import format as fmt
 from .identity import Identity, current_identity, sign_in_holds, signed_in_role
+from .lifecycle import Notices, in_document
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class Reading:
     pools: pd.DataFrame | None
 
 
-class SessionExplorer(param.Parameterized):
+class SessionExplorer(Notices):
     """Filters over the active sessions, one page of the result, the selection and the logout.
 
     Only the shown page is held: paging, sorting, counting, "select all matching" and the
@@ -103,7 +103,6 @@ class SessionExplorer(param.Parameterized):
         default=False, doc="True when the selection is every session of the current result."
     )
     busy = param.Boolean(default=False, doc="True while a query or an action runs.")
-    last_error = param.String(default="", doc="The last failure shown to the user.")
     summary = param.String(default="", doc="Sessions and distinct users in the result.")
     total = param.Integer(default=0, doc="Sessions in the result (all pages).")
     counting = param.Boolean(
@@ -124,7 +123,7 @@ class SessionExplorer(param.Parameterized):
         self.engine = engine
         self._identity = identity
         self.zone = zone
-        self._notify = notify
+        self.notices_to = notify
         self.view: View | None = None  # the filter, sort and page of the result shown
         self._generation = 0  # which read the result belongs to (a later read supersedes)
         self.load_catalog()
@@ -152,38 +151,18 @@ class SessionExplorer(param.Parameterized):
 
         return signed_in_role(self.engine, who.user, pn.state.user_info)
 
-    # --- errors -----------------------------------------------------------------------------
-    def notify(self, level: str, message: str) -> None:
-        """Show `message` as a notification (``info``/``success``/``warning``/``error``)."""
-        if level == "error":
-            self.last_error = message
-        if self._notify is not None:
-            self._notify(level, message)
-            return
-        import panel as pn
+    def may_logout(self) -> bool:
+        """Whether the user may log sessions out now (:func:`licusage.actions.may_logout` of
+        :meth:`current_role`); the action checks again on the server."""
+        return actions.may_logout(self.current_role())
 
-        from .text import notify
-
-        notify(pn.state.notifications, level, message)  # as plain text: names come from the store
-
-    def _report(self, what: str, error: BaseException) -> None:
-        """Notify "`what`: reason" for a failure (a message in the page, never a traceback)."""
-        if isinstance(error, sa_exc.DBAPIError):
-            error = StoreUnavailable(describe_db_error(error, self.engine))
-        if isinstance(error, StoreUnavailable):
-            self.notify("error", f"{what}: the database is unavailable ({error})")
-        elif isinstance(error, LicusageError):
-            self.notify("error", f"{what}: {error}")
-        else:
-            log.error("%s failed", what, exc_info=error)
-            self.notify("error", f"{what}: unexpected error ({type(error).__name__})")
-
+    # --- errors (notify and report: licusage.app.lifecycle.Notices) ----------------------
     def _guard(self, what: str, func: Callable[[], T]) -> T | None:
         """Run `func`; on failure notify and return None (never raises)."""
         try:
             return func()
         except Exception as error:
-            self._report(what, error)
+            self.report(what, error)
         return None
 
     def set_zone(self, zone: tzinfo | None) -> None:
@@ -361,7 +340,7 @@ class SessionExplorer(param.Parameterized):
         try:
             return self._current_view()
         except LicusageError as error:
-            self._report("Run", error)
+            self.report("Run", error)
             return None
 
     def open(self) -> bool:
@@ -410,7 +389,7 @@ class SessionExplorer(param.Parameterized):
             counts, pools = await asyncio.wrap_future(future)
         except Exception as error:
             self.counting = False
-            self._report("Counting the sessions", error)
+            self.report("Counting the sessions", error)
             return False
 
         def show() -> bool:
@@ -427,7 +406,7 @@ class SessionExplorer(param.Parameterized):
             self.param.trigger("result")  # the pager and the count line follow
             return True
 
-        return await _in_document(show)
+        return await in_document(show)
 
     def run(self) -> bool:
         """Query the first page, the counts and the seats for the current filters; False (and
@@ -475,13 +454,13 @@ class SessionExplorer(param.Parameterized):
         def show() -> bool:
             self.busy = False
             if isinstance(reading, Exception):
-                self._report(what, reading)
+                self.report(what, reading)
                 return False
             if generation != self._generation:
                 return False  # a read started later (a gauge click, a page) was shown first
             return self._apply(reading, keep_selection=keep)
 
-        return await _in_document(show)
+        return await in_document(show)
 
     def go_to_page(self, page: int) -> bool:
         """Show page `page` (from 1) of the current result, read by the database."""
@@ -525,10 +504,18 @@ class SessionExplorer(param.Parameterized):
 
     def filter_pool(self, product: str, license_type: str) -> bool:
         """Show only sessions holding `product`'s `license_type` (other product filters clear)."""
+        return self._choose_pool(product, license_type) and self.run()
+
+    async def filter_pool_async(self, product: str, license_type: str) -> bool:
+        """:meth:`filter_pool` through :meth:`run_async` (a seat gauge's click on a served page:
+        the first page read in a worker thread, then the counts)."""
+        return self._choose_pool(product, license_type) and await self.run_async()
+
+    def _choose_pool(self, product: str, license_type: str) -> bool:
         if product not in self.products:
             return False
         self.license_types = {product: [license_type]}
-        return self.run()
+        return True
 
     # --- selection --------------------------------------------------------------------------
     def select(self, session_ids: Sequence[int]) -> None:
@@ -638,22 +625,3 @@ def _after_page(func: Callable[[], None]) -> None:
         func()
         return
     doc.add_next_tick_callback(func)
-
-
-async def _in_document(func: Callable[[], T]) -> T:
-    """Run `func` as a callback of the served document (with its lock); directly elsewhere."""
-    import panel as pn
-
-    doc = pn.state.curdoc
-    if doc is None or doc.session_context is None:
-        return func()
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-    def callback() -> None:
-        try:
-            future.set_result(func())
-        except Exception as error:  # pragma: no cover - func reports its own errors
-            future.set_exception(error)
-
-    doc.add_next_tick_callback(callback)
-    return await future

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .. import accounts
-from ..actions import ADMIN, ROLES, VIEWER
+from ..actions import ADMIN, ROLES, VIEWER, may_logout
 
 ENV_ADMIN_USERS = "LICUSAGE_ADMIN_USERS"
 ENV_ADMIN_GROUPS = "LICUSAGE_ADMIN_GROUPS"
@@ -48,7 +48,8 @@ class Identity:
 
     @property
     def may_logout(self) -> bool:
-        return self.role == ADMIN
+        """Whether this role may log sessions out (:func:`licusage.actions.may_logout`)."""
+        return may_logout(self.role)
 
 
 def _split(value: str | None) -> set[str]:

@@ -6,7 +6,6 @@ import html
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,6 +19,8 @@ from ..errors import StoreUnavailable
 from .explorer import SessionExplorer
 from .format import local_zone
 from .identity import Identity, current_identity
+from .lifecycle import LazyTab as LazyTab  # its home is lifecycle; tests import it here
+from .lifecycle import lazy_tabs
 from .views import LogoutDialog, OptionsView, ResultsView, SeatsView, text
 
 log = logging.getLogger(__name__)
@@ -63,27 +64,6 @@ class SessionsTab(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
-
-
-class LazyTab(pn.viewable.Viewer):
-    """A tab whose view is built the first time the tab is shown (:meth:`shown`): a page
-    that opens on the Sessions tab builds, sends and draws nothing of the others."""
-
-    def __init__(self, build: Callable[[], pn.viewable.Viewer], **params: Any) -> None:
-        super().__init__(**params)
-        self._build = build
-        self.view: pn.viewable.Viewer | None = None
-        self._holder = pn.Column(sizing_mode="stretch_width")
-
-    def shown(self) -> pn.viewable.Viewer:
-        """Build the view (once) and put it in the tab."""
-        if self.view is None:
-            self.view = self._build()
-            self._holder.objects = [self.view]
-        return self.view
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._holder
 
 
 class PageEvents(JSComponent):
@@ -181,22 +161,17 @@ def create_app(engine: Engine | str | None = None, identity: Identity | None = N
     sessions.options.on_run.append(urls.push)
     sessions.seats.on_filter.append(urls.push)
     urls.listener.param.watch(lambda _e: sessions.dialog.close(), "escapes")
-    # the other tabs are built when first shown: one line each, owned by the engineers of those
-    # views
-    lazy = {
-        "Utilisation": LazyTab(lambda: _utilisation(engine, explorer)),
-        "Audit": LazyTab(lambda: _audit(engine, explorer)),
-        "Alerts": LazyTab(lambda: _alerts(engine, explorer)),
-    }
-    tabs = pn.Tabs(("Sessions", sessions), *lazy.items(), dynamic=True, sizing_mode="stretch_width")
-    by_position = dict(enumerate([None, *lazy.values()]))
-
-    def tab_shown(event: Any) -> None:
-        tab = by_position.get(event.new)
-        if tab is not None:
-            tab.shown()
-
-    tabs.param.watch(tab_shown, "active")
+    # the other tabs are built when first shown and read when drawn (licusage.app.lifecycle):
+    # one line each, owned by the engineers of those views
+    tabs, lazy = lazy_tabs(
+        ("Sessions", sessions),
+        {
+            "Utilisation": lambda: _utilisation(engine, explorer),
+            "Audit": lambda: _audit(engine, explorer),
+            "Alerts": lambda: _alerts(engine, explorer),
+        },
+        sizing_mode="stretch_width",
+    )
     header = pn.Row(
         text(f"<h1 style='margin: 0; font-size: 1.5rem; color: white'>{TITLE}</h1>"),
         pn.HSpacer(),

@@ -2,7 +2,8 @@
 
 Anyone who can choose a user name (any application that logs in) chooses text the dashboard
 shows to an admin, so no stored string may become a heading, a link, an image or a script.
-Every place that puts such text into HTML, Markdown or a notification goes through here.
+Every place that puts such text into HTML, Markdown or a notification goes through here
+(notifications: :class:`licusage.app.lifecycle.Notices`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
-from typing import Any
 
 # what Markdown (and the HTML inside it) gives a meaning to
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:=@$^&])")
@@ -32,9 +32,3 @@ def markdown_literal(text: object) -> str:
     and HTML escaped, line breaks made spaces (a name cannot start a heading or a list)."""
     one_line = " ".join(str(text).splitlines())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False)).replace("\\&", "&")
-
-
-def notify(notifications: Any, level: str, message: str) -> None:
-    """Show `message` as a Panel notification of `level`, as plain text (Notyf draws HTML)."""
-    if notifications is not None:
-        getattr(notifications, level)(escaped(message), duration=8000 if level == "error" else 4000)

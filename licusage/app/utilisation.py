@@ -20,7 +20,6 @@ import param
 from sqlalchemy.engine import Engine
 
 from .. import analytics, clock
-from ..errors import LicusageError
 from .format import viewer_zone
 from .window import DayRangeView
 
@@ -139,18 +138,20 @@ class UtilisationView(DayRangeView):
         self.plots = pn.FlexBox()
         self._plot_panes: dict[str, pn.pane.HoloViews] = {}
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=list(PEAK_HEADERS.values())),
+            _EMPTY_PEAKS,  # typed: the columns are laid out (numbers right) before the first read
             show_index=False,
             disabled=True,
             sizing_mode="stretch_width",
             layout="fit_data_stretch",
         )
-        self.heat = pn.pane.HoloViews(heat_map(pd.DataFrame(columns=_WEEK_COLUMNS), None))
+        # empty until the first read: an empty heat map drawn first leaves the pool plots drawn
+        # into the same tab blank (laid out at no size)
+        self.heat = pn.pane.HoloViews(None)
         self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
         self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
-        self.param.watch(lambda *_e: self.refresh(), ["first_day", "last_day", "freq"])
+        self.param.watch(lambda *_e: self.reload(), ["first_day", "last_day", "freq"])
         self.param.watch(lambda *_e: self._draw_heat_map(), ["pool"])
-        self._layout = pn.Column(
+        self.layout = pn.Column(
             pn.FlexBox(
                 self.dates,
                 self.resolution,
@@ -169,17 +170,18 @@ class UtilisationView(DayRangeView):
             sizing_mode="stretch_width",
         )
 
-    def refresh(self) -> bool:
-        """Read the window's analytics and redraw; False (and a notification) on failure."""
+    def read(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The window's concurrency, peaks and hour-of-week figures (:mod:`licusage.analytics`)."""
         start, end = self.window()
         end = min(end, max(start, clock.now()))  # the rest of today is not drawn as 0 in use
-        try:
-            concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
-            peaks = analytics.peaks(self.engine, start, end)
-            week = analytics.hour_of_week(self.engine, start, end)
-        except LicusageError as error:
-            return self.failed(error)
-        self.last_error = ""
+        concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
+        peaks = analytics.peaks(self.engine, start, end)
+        week = analytics.hour_of_week(self.engine, start, end)
+        return concurrency, peaks, week
+
+    def draw(self, data: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+        """Draw the plots, the peaks table, the heat map and the summary line."""
+        concurrency, peaks, week = data
         self._seats = {
             (p, t): int(s)
             for p, t, s in zip(peaks["product"], peaks["license_type"], peaks["seats"], strict=True)
@@ -212,7 +214,6 @@ class UtilisationView(DayRangeView):
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: **{full}** of {len(peaks)} pools reached "
             "their seat count."
         )
-        return True
 
     def _draw_heat_map(self) -> None:
         if self.pool_select.value != self.pool and self.pool in self._pools:
@@ -220,43 +221,19 @@ class UtilisationView(DayRangeView):
         week = self.week if self.week is not None else pd.DataFrame(columns=_WEEK_COLUMNS)
         self.heat.object = heat_map(week, self._pools.get(self.pool))
 
-    def _first_load(self) -> None:
-        if self.concurrency is None:
-            self.refresh()
-
-    def defer(self) -> None:
-        """Read nothing until :meth:`shown` is called (a tab that is not shown yet): the page
-        and the other tabs' first actions do not wait behind this view's analytics."""
-        self._deferred = True
-
-    _deferred = False
-
-    def shown(self) -> None:
-        """The view became visible: read once, then give the layout new plot panes.
-
-        Panes created while the tab was hidden and updated in place can stay blank once the
-        tab is shown (their Bokeh models were laid out at zero size); panes created from the
-        data, swapped into the layout, are drawn at their size.
-        """
-        if self.concurrency is not None:
-            return
-        # new, not yet drawn containers: filled by refresh, then swapped into the layout
-        self._plot_panes = {}
-        self.plots = pn.FlexBox()
-        self.heat = pn.pane.HoloViews(self.heat.object)
-        self.refresh()  # on failure it notifies; Refresh tries again into the same panes
-        objects = list(self._layout.objects)
-        objects[3] = self.plots
-        objects[-1] = self.heat
-        self._layout.objects = objects
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        # read once the page has loaded (immediately outside a server): plots drawn into an
-        # already laid-out page keep their size, and building the page stays fast; a deferred
-        # view (a tab of the dashboard) reads when first shown instead
-        if not self._deferred:
-            pn.state.onload(self._first_load)
-        return self._layout
-
 
 _WEEK_COLUMNS = ["product", "license_type", "weekday", "day", "hour", "mean", "peak"]
+_EMPTY_PEAKS = pd.DataFrame(
+    {
+        PEAK_HEADERS[name]: pd.Series(dtype=dtype)
+        for name, dtype in [
+            ("pool", "object"),
+            ("seats", "int64"),
+            ("peak", "int64"),
+            ("peak_at", "object"),
+            ("p95", "float64"),
+            ("p99", "float64"),
+            ("share_near_full", "float64"),
+        ]
+    }
+)

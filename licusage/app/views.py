@@ -17,11 +17,12 @@ import param
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
-from ..actions import ADMIN, LogoutPreview
+from ..actions import LogoutPreview
 from ..analytics import BUSY, NEAR_FULL
 from ..display import plural
 from . import format as fmt
 from .explorer import FEW_SESSIONS, IDLE_CHOICES, PAGE_SIZE, SessionExplorer
+from .lifecycle import soon
 from .text import escaped, plain_html
 
 REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> seconds
@@ -171,9 +172,23 @@ class SeatsView(Viewer):
         return "warning" if in_use * BUSY[1] >= seats * BUSY[0] else "success"
 
     def _filter(self, product: str, license_type: str, _event: Any = None) -> None:
+        # served: the paged read in a worker thread (the event loop serves other pages meanwhile)
+        soon(
+            partial(self._filter_async, product, license_type),
+            partial(self._filter_now, product, license_type),
+        )
+
+    async def _filter_async(self, product: str, license_type: str) -> None:
+        if await self._ex.filter_pool_async(product, license_type):
+            self._filtered()
+
+    def _filter_now(self, product: str, license_type: str) -> None:
         if self._ex.filter_pool(product, license_type):
-            for callback in self.on_filter:
-                callback()
+            self._filtered()
+
+    def _filtered(self) -> None:
+        for callback in self.on_filter:
+            callback()
 
     def _build(self, *_: Any) -> None:
         """Draw one card per pool; when the pools are those drawn, update the cards in place
@@ -513,7 +528,7 @@ class ResultsView(Viewer):
         ex = self._ex
         if not ex.selection_count:
             return
-        if ex.current_role() != ADMIN:
+        if not ex.may_logout():
             # the button is disabled for viewers; a tampered browser still reaches the server,
             # which refuses (and audits) through authorized_logout
             ex.logout()
