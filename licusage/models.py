@@ -385,7 +385,9 @@ class AlertFiring(Base):
 
 class RollupHour(Base):
     """One pool's use in one complete UTC hour (see :mod:`licusage.rollup`): the exact peak in
-    use, the seat-seconds used and the denials recorded. Hours with none of them have no row."""
+    use and the first instant it was reached, the lowest in use, the seat-seconds used (also
+    exactly, in seat-microseconds) and the denials recorded. Hours with none of them have no
+    row (nobody held the pool: 0 in use throughout)."""
 
     __tablename__ = "rollup_hours"
 
@@ -394,6 +396,23 @@ class RollupHour(Base):
     peak: Mapped[int] = mapped_column(Integer)
     seat_seconds: Mapped[float] = mapped_column(Float)
     denials: Mapped[int] = mapped_column(Integer)
+    low: Mapped[int] = mapped_column(Integer)  # the lowest in use during the hour
+    # the first instant of the hour with `peak` in use (naive UTC); NULL when the peak is 0
+    peak_at: Mapped[datetime | None] = mapped_column(DateTime)
+    used_us: Mapped[int] = mapped_column(BigInteger)  # seat-microseconds: seat_seconds, exact
+
+
+class RollupLevels(Base):
+    """How long each in-use count lasted in one pool's complete UTC hour, for an hour whose in
+    use changed (``low < peak`` in its ``rollup_hours`` row): ``levels`` is ``"level
+    microseconds level microseconds ..."``, levels ascending, the microseconds summing to the
+    hour. Read only for the few hours an exact percentile or time near full depends on."""
+
+    __tablename__ = "rollup_levels"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)  # naive UTC, on the hour
+    levels: Mapped[str] = mapped_column(Text)
 
 
 class RollupPool(Base):
@@ -424,5 +443,6 @@ class RollupDirty(Base):
 api_tokens_t = _table(ApiToken)
 alert_firings_t = _table(AlertFiring)
 rollup_hours_t = _table(RollupHour)
+rollup_levels_t = _table(RollupLevels)
 rollup_pools_t = _table(RollupPool)
 rollup_dirty_t = _table(RollupDirty)

@@ -1,8 +1,9 @@
 """The hourly roll-up's write side: marking the hours a write changed.
 
-The roll-up (tables ``rollup_hours``, ``rollup_pools``, ``rollup_dirty``; computed and read by
-:mod:`licusage.analytics.rollup`) keeps, per pool and complete UTC hour, the exact peak in use,
-the seat-seconds used and the denials. Every write that grants or releases a hold or records a
+The roll-up (tables ``rollup_hours``, ``rollup_levels``, ``rollup_pools``, ``rollup_dirty``;
+computed and read by :mod:`licusage.analytics.rollup`) keeps, per pool and complete UTC hour,
+the exact peak (and lowest) in use, the seat-seconds used, how long each in-use count lasted and
+the denials. Every write that grants or releases a hold or records a
 denial calls :func:`mark` in its own transaction, naming the pool and the earliest time it
 changed; readers recompute the pool from that hour on before they read. A hold and its mark
 commit together or not at all, so no crash or concurrent writer can leave the roll-up stale.
@@ -19,11 +20,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .models import rollup_dirty_t, rollup_hours_t, rollup_pools_t
+from .models import rollup_dirty_t, rollup_hours_t, rollup_levels_t, rollup_pools_t
 
 # the statements of :func:`invalidate` for every pool, for a raw DB-API cursor (bulk loading)
 INVALIDATE_SQL = tuple(
-    f"DELETE FROM {table.name}" for table in (rollup_dirty_t, rollup_hours_t, rollup_pools_t)
+    f"DELETE FROM {table.name}"
+    for table in (rollup_dirty_t, rollup_levels_t, rollup_hours_t, rollup_pools_t)
 )
 
 
@@ -57,5 +59,5 @@ def invalidate(conn: Connection, pool_ids: Iterable[int] | None = None) -> None:
         return
     ids = sorted(set(pool_ids))
     if ids:
-        for table in (rollup_dirty_t, rollup_hours_t, rollup_pools_t):
+        for table in (rollup_dirty_t, rollup_levels_t, rollup_hours_t, rollup_pools_t):
             conn.execute(sa.delete(table).where(table.c.pool_id.in_(ids)))

@@ -4,6 +4,7 @@ a writer killed mid-way, and ``licusage rollup rebuild``."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -24,12 +25,13 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from licusage import analytics, catalog, clock, db, sessions
-from licusage.analytics import rollup
+from licusage.analytics import loading, rollup, usage
 from licusage.cli import main
 from licusage.models import (
     PER_CHECKOUT,
     denials_t,
     holds_t,
+    pool_seats_t,
     pools_t,
     rollup_dirty_t,
     rollup_hours_t,
@@ -205,6 +207,95 @@ def check_hour_of_week(engine: Engine, lo: datetime, hi: datetime) -> None:
         assert got[key][0] == pytest.approx(mean, rel=1e-9, abs=1e-9), key
 
 
+def brute_peaks(engine: Engine, lo: datetime, hi: datetime, now: datetime) -> dict[int, dict]:
+    """pool id -> peaks' figures, integrating in use piece by piece between every instant it or
+    the seats can change, over the pool's observed period (from its birth, until now)."""
+    counting, holds, denied = stored(engine)
+    with engine.connect() as conn:
+        created = dict(conn.execute(sa.select(pools_t.c.id, pools_t.c.created_at)).all())
+        history = conn.execute(
+            sa.select(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from, pool_seats_t.c.seats)
+        ).all()
+        current = dict(conn.execute(sa.select(pools_t.c.id, pools_t.c.seats)).all())
+    until = max(lo, min(hi, now))
+    out = {}
+    for pool_id, rule in counting.items():
+        birth = min(
+            [created[pool_id]]
+            + [h[2] for h in holds if h[0] == pool_id]
+            + [d[1] for d in denied if d[0] == pool_id]
+        )
+        o_lo = max(lo, birth)
+        o_hi = max(o_lo, until)
+        if o_hi <= o_lo:
+            continue
+        changes = sorted((v, n) for p, v, n in history if p == pool_id)
+
+        def seats_at(t: datetime, changes=changes, pool_id=pool_id) -> int | None:
+            if not changes:
+                return current[pool_id]
+            in_force = [n for v, n in changes if v <= t]
+            return in_force[-1] if in_force else changes[0][1]
+
+        spans = [(u, s, until if e is None else e, n) for p, u, s, e, n in holds if p == pool_id]
+        cuts = sorted(
+            {o_lo, o_hi}
+            | {t for _, s, e, _ in spans for t in (s, e) if o_lo < t < o_hi}
+            | {v for v, _ in changes if o_lo < v < o_hi}
+        )
+        pieces = [
+            (a, (b - a) // timedelta(microseconds=1), in_use(rule, spans, a), seats_at(a))
+            for a, b in itertools.pairwise(cuts)
+        ]
+        total = sum(d for _, d, _, _ in pieces)
+        top = max(level for _, _, level, _ in pieces)
+
+        def quantile(q: float, pieces=pieces, total=total) -> float:
+            run = 0
+            for level in sorted({p[2] for p in pieces}):
+                run += sum(d for _, d, lv, _ in pieces if lv == level)
+                if run / total >= q * (1 - 1e-12):
+                    return float(level)
+            raise AssertionError("unreachable")
+
+        known = any(seats is not None for *_, seats in pieces)
+        near = sum(d for _, d, lv, n in pieces if n is not None and 10 * lv >= 9 * n)
+        out[pool_id] = {
+            "peak": top,
+            "peak_at": next(a for a, _, lv, _ in pieces if lv == top) if top else None,
+            "p95": quantile(0.95),
+            "p99": quantile(0.99),
+            "share_near_full": near / total if known else None,
+            "mean": sum(d * lv for _, d, lv, _ in pieces) / total,
+        }
+    return out
+
+
+def check_peaks(engine: Engine, lo: datetime, hi: datetime) -> None:
+    """peaks (the roll-up for whole hours, the holds for the rest) is identical to peaks from
+    the holds alone, and both equal brute force."""
+    frame = analytics.peaks(engine, lo, hi)
+    reference = usage.peaks_from_holds(engine, loading.window_of(lo, hi))
+    pd.testing.assert_frame_equal(frame, reference, check_exact=True)
+    expected = brute_peaks(engine, clock.to_db(lo), clock.to_db(hi), clock.to_db(clock.now()))
+    pools = {(p.product, p.license_type): p.id for p in catalog.read_catalog(engine).pools}
+    for row in frame.itertuples():
+        want = expected.get(pools[(row.product, row.license_type)])
+        if want is None:
+            assert row.peak == 0, row
+            assert pd.isna(row.p95), row
+            continue
+        assert row.peak == want["peak"], row
+        at = None if pd.isna(row.peak_at) else clock.to_db(row.peak_at.to_pydatetime())
+        assert at == want["peak_at"], row
+        assert (row.p95, row.p99) == (want["p95"], want["p99"]), row
+        if want["share_near_full"] is None:
+            assert pd.isna(row.share_near_full), row
+        else:
+            assert row.share_near_full == pytest.approx(want["share_near_full"], rel=1e-12)
+        assert row.mean == want["mean"], row
+
+
 operations = st.lists(
     st.one_of(
         st.tuples(
@@ -218,6 +309,12 @@ operations = st.lists(
             st.just("read"), st.integers(-2, 14), st.integers(0, 16), st.sampled_from([1, 2, 5])
         ),
         st.tuples(st.just("tick"), st.integers(1, 180)),
+        st.tuples(
+            st.just("seats"),
+            st.sampled_from([0, 1]),
+            st.one_of(st.none(), st.integers(0, 4)),
+            st.integers(-60, 14 * 60),  # when (on the hour or inside one)
+        ),
     ),
     max_size=30,
 )
@@ -242,10 +339,19 @@ def run_operations(engine: Engine, monkeypatch, planned: list[tuple]) -> None:
             check_window(engine, BASE + op[1] * HOUR, op[2], op[3])
             start = BASE + op[1] * HOUR + timedelta(minutes=13 * (op[3] == 5))
             check_hour_of_week(engine, start, start + op[2] * HOUR + timedelta(minutes=op[3]))
+            check_peaks(engine, start, start + op[2] * HOUR + timedelta(minutes=op[3]))
+        elif op[0] == "seats":
+            _, pool, seats, at = op
+            product, license_type, _, _ = POOLS[pool]
+            pool_id = catalog.read_catalog(engine).pool(product, license_type).id
+            with db.write(engine) as conn:
+                catalog.record_seats(conn, pool_id, seats, at=minute(at), origin="test")
         elif op[0] == "tick":
             now[0] += timedelta(minutes=op[1])
     check_window(engine, BASE - 2 * HOUR, 24, 1)
     check_hour_of_week(engine, BASE - 2 * HOUR, BASE + 30 * HOUR)
+    check_peaks(engine, BASE - 2 * HOUR, BASE + 30 * HOUR)
+    check_peaks(engine, BASE + timedelta(minutes=7), BASE + 30 * HOUR)
     rollup.refresh(engine)
     assert rolled_hours(engine) == brute_hours(engine, rollup_end())
 
@@ -335,6 +441,7 @@ def assert_rollup_is_exact(engine: Engine) -> None:
     assert rolled_hours(engine) == brute_hours(engine, rollup_end())
     start = clock.now().replace(minute=0, second=0, microsecond=0) - 16 * HOUR
     check_window(engine, start, 17, 1)
+    check_peaks(engine, start, clock.now())
 
 
 @pytest.mark.slow
@@ -421,7 +528,13 @@ def test_rollup_rebuild_command(sqlite_url, frozen):
             conn.execute(sa.update(rollup_hours_t).values(peak=99))
             conn.execute(
                 sa.insert(rollup_hours_t).values(
-                    pool_id=1, hour=datetime(2020, 1, 1), peak=99, seat_seconds=1.0, denials=0
+                    pool_id=1,
+                    hour=datetime(2020, 1, 1),
+                    peak=99,
+                    seat_seconds=1.0,
+                    denials=0,
+                    low=0,
+                    used_us=1_000_000,
                 )
             )
         result = CliRunner().invoke(main, ["--db", sqlite_url, "rollup", "rebuild"])

@@ -1,10 +1,12 @@
 """The hourly roll-up's read side: bringing it up to date (:func:`refresh`) and reading it
 in one snapshot with the holds it does not cover (:func:`snapshot`, :func:`rolled_until`,
-:func:`hours`). The write side, marking what writes changed, is :mod:`licusage.rollup`.
+:func:`hours`, :func:`levels`). The write side, marking what writes changed, is :mod:`licusage.rollup`.
 
 A roll-up row is one pool's use in one complete UTC hour ``[hour, hour + 1h)``: ``peak`` (the
-exact maximum of in use, counted as everywhere in the analytics), ``seat_seconds`` (the integral
-of in use) and ``denials``. Holds still open count to the end of the hour, which is what every
+exact maximum of in use, counted as everywhere in the analytics) and ``peak_at`` (the first
+instant of the hour it was reached), ``low`` (the minimum), ``seat_seconds`` (the integral of in
+use; ``used_us`` the same in whole seat-microseconds, exact) and ``denials``; for an hour whose
+in use changed, a ``rollup_levels`` row says how long each level lasted. Holds still open count to the end of the hour, which is what every
 analytics function counts for an hour that ended before now. Hours from now's hour on are never
 rolled up: they are read from the holds.
 
@@ -26,6 +28,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 from tqdm import tqdm  # the plain bar: shown only on a terminal (the CLI)
 
@@ -33,7 +36,13 @@ from .. import clock
 from ..catalog import Catalog, Pool, read_catalog
 from ..db import is_sqlite, store_operation, write
 from ..errors import StoreUnavailable
-from ..models import PER_CHECKOUT, rollup_dirty_t, rollup_hours_t, rollup_pools_t
+from ..models import (
+    PER_CHECKOUT,
+    rollup_dirty_t,
+    rollup_hours_t,
+    rollup_levels_t,
+    rollup_pools_t,
+)
 from ..sessions import id_conditions
 from . import intervals, loading
 from .intervals import HOUR_NS, Array
@@ -98,6 +107,7 @@ class _Plan:
     # pool id -> (recompute from, the pool's new until); recompute only when from < until
     ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     rows: list[dict[str, object]] = field(default_factory=list)
+    level_rows: list[dict[str, object]] = field(default_factory=list)
     fresh: set[int] = field(default_factory=set)  # pools rolled up afresh: every old row goes
 
     @property
@@ -148,33 +158,87 @@ def _plan(conn: Connection, catalog: Catalog, upto: int, rebuild: bool) -> _Plan
     return plan
 
 
-def _compute(conn: Connection, pool: Pool, lo: int, hi: int) -> list[dict[str, object]]:
-    """The roll-up rows of `pool` for the hours of ``[lo, hi)``, from the holds and denials."""
+def hour_pieces(ut: Array, level: Array, lo: int, hi: int) -> tuple[Array, Array, Array]:
+    """The step function on ``[lo, hi)`` (both on the hour) as constant pieces cut at every
+    hour: starts, durations (ns) and levels; every hour starts a piece."""
+    edges = np.arange(lo, hi, HOUR_NS, dtype=np.int64)
+    cuts = intervals.union_sorted(ut[(ut > lo) & (ut < hi)], edges)
+    return intervals.segments(cuts, intervals.level_at(ut, level, cuts), lo, hi)
+
+
+def encode_levels(levels: Array, micros: Array) -> str:
+    """An hour's ``rollup_levels.levels``: ``"level microseconds ..."``, levels ascending."""
+    pairs = np.empty(2 * len(levels), dtype=np.int64)
+    pairs[0::2], pairs[1::2] = levels, micros
+    return " ".join(map(str, pairs.tolist()))
+
+
+def decode_levels(text: str) -> tuple[Array, Array]:
+    """:func:`encode_levels` read back: levels and microseconds (int64)."""
+    pairs = np.array(text.split(), dtype=np.int64)
+    return pairs[0::2], pairs[1::2]
+
+
+def _compute(
+    conn: Connection, pool: Pool, lo: int, hi: int
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The roll-up rows of `pool` for the hours of ``[lo, hi)``, from the holds and denials:
+    ``rollup_hours`` rows and ``rollup_levels`` rows."""
     window = loading.Window(lo, hi, hi)  # open holds count to `hi`: every hour is complete
     holds = loading.load_holds(conn, window, products=False, pool_ids=[pool.id])
     ut, level = pool_steps(holds, (pool,))[pool.id]
-    starts = np.arange(lo, hi, HOUR_NS, dtype=np.int64)
-    ends = starts + HOUR_NS
-    peak = intervals.bucket_max(ut, level, starts, ends)
-    used = intervals.area(ut, level, ends) - intervals.area(ut, level, starts)
+    starts, durations, levels = hour_pieces(ut, level, lo, hi)
+    micros = durations // 1000  # the store keeps microseconds: every piece is whole ones
+    first = np.searchsorted(starts, np.arange(lo, hi, HOUR_NS, dtype=np.int64))
+    peak = np.maximum.reduceat(levels, first)
+    low = np.minimum.reduceat(levels, first)
+    used = np.add.reduceat(levels * micros, first)
+    hour_of = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(starts)]))
+    at_peak = np.where(levels == peak[hour_of], np.arange(len(starts)), len(starts))
+    peak_at = starts[np.minimum(np.minimum.reduceat(at_peak, first), len(starts) - 1)]
     denied = loading.load_denials(conn, lo, hi, window, pool_ids=[pool.id])
-    count = np.bincount((denied["at"].to_numpy() - lo) // HOUR_NS, minlength=len(starts))
+    count = np.bincount((denied["at"].to_numpy() - lo) // HOUR_NS, minlength=len(first))
     keep = np.flatnonzero((peak > 0) | (count > 0))
-    return [
+    rows: list[dict[str, object]] = [
         {
             "pool_id": pool.id,
-            "hour": _db(int(starts[i])),
+            "hour": _db(lo + i * HOUR_NS),
             "peak": int(peak[i]),
-            "seat_seconds": float(used[i]),
+            "seat_seconds": float(used[i] / 1e6),
             "denials": int(count[i]),
+            "low": int(low[i]),
+            "peak_at": _db(int(peak_at[i])) if peak[i] else None,
+            "used_us": int(used[i]),
         }
         for i in keep.tolist()
     ]
+    # how long each level lasted, for the hours whose level changed: pieces by (hour, level)
+    varied = (low < peak)[hour_of]
+    order = np.lexsort((levels[varied], hour_of[varied]))
+    v_hour, v_level, v_micros = hour_of[varied][order], levels[varied][order], micros[varied][order]
+    new_group = np.ones(len(v_hour), dtype=bool)
+    new_group[1:] = (v_hour[1:] != v_hour[:-1]) | (v_level[1:] != v_level[:-1])
+    group = np.flatnonzero(new_group)
+    g_hour, g_level = v_hour[group], v_level[group]
+    g_micros = np.add.reduceat(v_micros, group) if len(group) else v_micros[:0]
+    new_hour = np.ones(len(g_hour), dtype=bool)
+    new_hour[1:] = g_hour[1:] != g_hour[:-1]
+    bounds = np.flatnonzero(new_hour)
+    ends = np.r_[bounds[1:], len(g_hour)].astype(np.int64) if len(bounds) else bounds
+    level_rows = [
+        {
+            "pool_id": pool.id,
+            "hour": _db(lo + int(g_hour[a]) * HOUR_NS),
+            "levels": encode_levels(g_level[a:b], g_micros[a:b]),
+        }
+        for a, b in zip(bounds.tolist(), ends.tolist(), strict=True)
+    ]
+    return rows, level_rows
 
 
 def _store(conn: Connection, plan: _Plan) -> bool:
     """Write a computed plan; False (nothing written) when another refresh moved a pool."""
-    r, h = rollup_pools_t, rollup_hours_t
+    r, h, v = rollup_pools_t, rollup_hours_t, rollup_levels_t
     if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already serialises writers
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
     now_state = _state(conn)
@@ -185,10 +249,11 @@ def _store(conn: Connection, plan: _Plan) -> bool:
     for id_in in id_conditions(conn, rollup_dirty_t.c.id, plan.dirty_ids):
         conn.execute(sa.delete(rollup_dirty_t).where(id_in))
     for pool_id, (lo, until) in plan.ranges.items():
-        doomed = h.c.pool_id == pool_id
-        if pool_id not in plan.fresh:
-            doomed = doomed & (h.c.hour >= _db(lo))
-        conn.execute(sa.delete(h).where(doomed))
+        for table in (h, v):
+            doomed = table.c.pool_id == pool_id
+            if pool_id not in plan.fresh:
+                doomed = doomed & (table.c.hour >= _db(lo))
+            conn.execute(sa.delete(table).where(doomed))
         if plan.versions[pool_id] is None:
             conn.execute(sa.insert(r).values(pool_id=pool_id, until=_db(until), version=1))
         else:
@@ -199,6 +264,8 @@ def _store(conn: Connection, plan: _Plan) -> bool:
             )
     if plan.rows:
         conn.execute(sa.insert(h), plan.rows)
+    if plan.level_rows:
+        conn.execute(sa.insert(v), plan.level_rows)
     return True
 
 
@@ -231,7 +298,9 @@ def refresh(engine: Engine, *, rebuild: bool = False, progress: bool = False) ->
             ) as bar:
                 for pool_id, (lo, until) in plan.ranges.items():
                     if lo < until:
-                        plan.rows += _compute(conn, pools[pool_id], lo, until)
+                        rows, level_rows = _compute(conn, pools[pool_id], lo, until)
+                        plan.rows += rows
+                        plan.level_rows += level_rows
                         bar.update((until - lo) // HOUR_NS)
         with write(engine) as conn:
             if _store(conn, plan):
@@ -242,12 +311,14 @@ def refresh(engine: Engine, *, rebuild: bool = False, progress: bool = False) ->
 
 def refresh_before_reading(engine: Engine) -> None:
     """:func:`refresh` for a reader: when the store cannot take the write now (a long import
-    holds the lock, a lock time-out), read on; what is not rolled up comes from the holds
+    holds the lock, a lock time-out) or at all (a row over its length limit), read on; what is not rolled up comes from the holds
     (:func:`rolled_until`), so the result is the same, only slower."""
     try:
         refresh(engine)
     except StoreUnavailable as error:
         log.info("roll-up not refreshed, reading the holds for the rest: %s", error)
+    except exc.DataError as error:  # a row over the store's limits (SQLite's length limit)
+        log.warning("roll-up not written, reading the holds for the rest: %s", error)
 
 
 def rolled_until(conn: Connection, catalog: Catalog, start: int, end: int) -> int:
@@ -267,19 +338,45 @@ def rolled_until(conn: Connection, catalog: Catalog, start: int, end: int) -> in
 
 def hours(conn: Connection, lo: int, hi: int) -> pd.DataFrame:
     """The roll-up rows of the hours ``[lo, hi)``: ``pool_id``, ``hour`` (ns), ``peak``,
-    ``seat_seconds``, ``denials``; hours without a row had none of them."""
+    ``seat_seconds``, ``denials``, ``low``, ``peak_at`` (ns, :data:`~.loading.NAT` for a peak
+    of 0) and ``used_us``; hours without a row had none of them (0 in use throughout)."""
     h = rollup_hours_t
-    query = sa.select(h.c.pool_id, h.c.hour, h.c.peak, h.c.seat_seconds, h.c.denials).where(
-        h.c.hour >= _db(lo), h.c.hour < _db(hi)
-    )
+    query = sa.select(
+        h.c.pool_id,
+        h.c.hour,
+        h.c.peak,
+        h.c.seat_seconds,
+        h.c.denials,
+        h.c.low,
+        h.c.peak_at,
+        h.c.used_us,
+    ).where(h.c.hour >= _db(lo), h.c.hour < _db(hi))
     kinds = {
         "pool_id": "int",
         "hour": "time",
         "peak": "int",
         "seat_seconds": "float",
         "denials": "int",
+        "low": "int",
+        "peak_at": "time",
+        "used_us": "int",
     }
     return pd.DataFrame(loading.fetch(conn, query, kinds))
+
+
+def levels(conn: Connection, pool_id: int, wanted: Array) -> dict[int, tuple[Array, Array]]:
+    """hour (ns) -> how long each level lasted in it (levels, microseconds), for the hours of
+    `wanted` (ns) that have a ``rollup_levels`` row (those whose level changed)."""
+    v = rollup_levels_t
+    out: dict[int, tuple[Array, Array]] = {}
+    stamps = [_db(int(hour)) for hour in np.unique(wanted).tolist()]
+    for begin in range(0, len(stamps), 500):
+        query = sa.select(v.c.hour, v.c.levels).where(
+            v.c.pool_id == pool_id, v.c.hour.in_(stamps[begin : begin + 500])
+        )
+        for hour, text in conn.execute(query):
+            out[_ns(hour)] = decode_levels(text)
+    return out
 
 
 def serves(start: int, step: int) -> bool:

@@ -3,7 +3,8 @@ heat map, top users, unused named seats and idle time (see :mod:`licusage.analyt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -161,19 +162,307 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
     the window), ``peak_at`` (first instant it was reached, UTC; NaT when the peak is 0),
     ``p95``/``p99`` (the smallest in-use count not exceeded during 95% / 99% of the pool's
     observed period), ``share_near_full`` (share of the observed period with in-use >= 90% of
-    the seats in force at that moment; NaN when they are unknown throughout), then ``kind`` and ``mean`` (time-weighted mean in use). The observed period is the
-    window cut at now and at the pool's creation; a pool with none gets NaN percentiles/shares.
+    the seats in force at that moment; NaN when they are unknown throughout), then ``kind`` and
+    ``mean`` (time-weighted mean in use). The observed period is the window cut at now and at
+    the pool's creation; a pool with none gets NaN percentiles/shares.
+
+    Whole hours come from the hourly roll-up (their peak, lowest level, first peak instant and
+    exact seat-microseconds; how long each level lasted only for the few hours a percentile or
+    the time near full depends on); partial hours and what is not rolled up come from the holds.
+    The result is the same as :func:`peaks_from_holds`'.
     """
     window = loading.window_of(start, end)
+    first = window.start - window.start % HOUR_NS
+    rollup.refresh_before_reading(engine)
+    with rollup.snapshot(engine) as conn:
+        catalog = read_catalog(conn)
+        births = loading.pool_births(conn)
+        seat_steps = loading.seat_steps(conn, catalog)
+        split = rollup.rolled_until(conn, catalog, first, window.end)
+        rolled = rollup.hours(conn, first, split)
+        observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
+        # the holds of what the roll-up does not cover: a pool's partial first hour, and
+        # everything from `split` on, each piece in its own step functions
+        ranges = {(split, window.end)} | {
+            (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
+            for lo, hi in observed.values()
+            if lo % HOUR_NS and lo < hi and lo < split
+        }
+        held = {
+            (a, b): rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
+            for a, b in ranges
+            if a < b
+        }
+        figures = {}
+        for pool in catalog.pools:
+            lo, hi = observed[pool.id]
+            if hi > lo:
+                mine = rolled[(rolled["pool_id"] == pool.id).to_numpy()]
+                figures[pool.id] = _rolled_figures(
+                    conn, window, pool, lo, hi, split, mine, held, seat_steps[pool.id]
+                )
+    return _peaks_frame(catalog.pools, figures)
+
+
+def peaks_from_holds(engine: Engine, window: loading.Window) -> pd.DataFrame:
+    """:func:`peaks` over `window` from the holds alone (no roll-up): the benchmarks' and the
+    property tests' reference."""
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         holds = loading.load_holds(conn, window, products=False)
         births = loading.pool_births(conn)
         seat_steps = loading.seat_steps(conn, catalog)
     steps = rollup.pool_steps(holds, catalog.pools)
-    rows = []
+    figures = {}
     for pool in catalog.pools:
-        ut, level = steps[pool.id]
+        lo, hi = _observed(window, births, pool)
+        if hi > lo:
+            ut, level = steps[pool.id]
+            pieces = _pieces(ut, level, seat_steps[pool.id], lo, hi)
+            figures[pool.id] = _Figures.of_pieces(pieces, hi - lo)
+    return _peaks_frame(catalog.pools, figures)
+
+
+@dataclass
+class _Pieces:
+    """In use of a pool on an interval, as pieces of constant in use and constant seats."""
+
+    starts: Array
+    durations: Array  # ns
+    levels: Array
+    seats: Array  # float, NaN unknown
+
+    @property
+    def near(self) -> Array:
+        return _near(self.levels, self.seats)
+
+
+def _near(levels: Array, seats: Array) -> Array:
+    """Whether in use `levels` is near full (>= 90 %) of known `seats` (NaN: unknown)."""
+    known = ~np.isnan(seats)
+    return known & (NEAR_FULL[1] * levels >= NEAR_FULL[0] * np.nan_to_num(seats))
+
+
+def _pieces(ut: Array, level: Array, seat_step: tuple[Array, Array], lo: int, hi: int) -> _Pieces:
+    changes = seat_step[0]
+    cuts = intervals.union_sorted(ut, changes[(changes > lo) & (changes < hi)])
+    starts, durations, levels = intervals.segments(
+        cuts, intervals.level_at(ut, level, cuts), lo, hi
+    )
+    return _Pieces(starts, durations, levels, loading.seats_at(seat_step, starts))
+
+
+def _concat(parts: list[_Pieces]) -> _Pieces:
+    return _Pieces(
+        *(
+            np.concatenate([getattr(p, name) for p in parts])
+            if parts
+            else np.empty(0, dtype=np.float64 if name == "seats" else np.int64)
+            for name in ("starts", "durations", "levels", "seats")
+        )
+    )
+
+
+def _share(part: int, total: int) -> float:
+    """``part / total`` as numpy divides int64 durations (the percentiles' arithmetic)."""
+    return float(np.int64(part) / np.int64(total))
+
+
+@dataclass
+class _Figures:
+    """One pool's figures over its observed period of `total` ns."""
+
+    peak: int
+    peak_at: int | None  # ns
+    p95: float
+    p99: float
+    near: int | None  # ns near full; None: seats unknown throughout
+    area_us: int  # seat-microseconds in use
+    total: int  # ns
+
+    @classmethod
+    def of_pieces(cls, pieces: _Pieces, total: int) -> _Figures:
+        levels, durations = pieces.levels, pieces.durations
+        top = int(levels.max())
+        known = ~np.isnan(pieces.seats)
+        return cls(
+            peak=top,
+            peak_at=int(pieces.starts[int(np.argmax(levels))]) if top else None,
+            p95=intervals.weighted_quantile(levels, durations, 0.95),
+            p99=intervals.weighted_quantile(levels, durations, 0.99),
+            near=int(durations[pieces.near].sum()) if known.any() else None,
+            area_us=int((levels * (durations // 1000)).sum()),
+            total=total,
+        )
+
+    def row(self) -> dict[str, object]:
+        return {
+            "peak": self.peak,
+            "peak_at": _utc(np.array([self.peak_at]))[0] if self.peak_at is not None else pd.NaT,
+            "p95": self.p95,
+            "p99": self.p99,
+            "share_near_full": np.nan if self.near is None else _share(self.near, self.total),
+            # the store keeps microseconds: the mean is exact integers divided once
+            "mean": self.area_us / (self.total // 1000),
+        }
+
+
+def _rolled_figures(
+    conn: Connection,
+    window: loading.Window,
+    pool: Pool,
+    lo: int,
+    hi: int,
+    split: int,
+    rolled: pd.DataFrame,
+    held: dict[tuple[int, int], dict[int, tuple[Array, Array]]],
+    seat_step: tuple[Array, Array],
+) -> _Figures:
+    """:func:`peaks`' figures of one pool observed on ``[lo, hi)``: the whole hours of
+    ``[lo, split)`` from the roll-up rows `rolled`, the rest from the holds' steps `held`."""
+    # the pieces from the holds: before the first whole hour, and from `split` on
+    whole_lo = min(-(-lo // HOUR_NS) * HOUR_NS, max(split, lo))
+    whole_hi = max(split, whole_lo) if lo < split else whole_lo
+    exact = []
+    if lo < whole_lo:
+        a = lo - lo % HOUR_NS
+        exact.append(_pieces(*held[(a, a + HOUR_NS)][pool.id], seat_step, lo, whole_lo))
+    hours = np.arange(whole_lo, whole_hi, HOUR_NS, dtype=np.int64)
+    tail = max(whole_hi, lo)
+    # whole hours: every one, 0 in use where the roll-up has no row
+    at = (rolled["hour"].to_numpy() - whole_lo) // HOUR_NS
+    inside = (at >= 0) & (at < len(hours))
+    at = at[inside]
+    low = np.zeros(len(hours), dtype=np.int64)
+    peak = np.zeros(len(hours), dtype=np.int64)
+    peak_at = np.full(len(hours), loading.NAT, dtype=np.int64)
+    low[at] = rolled["low"].to_numpy()[inside]
+    peak[at] = rolled["peak"].to_numpy()[inside]
+    peak_at[at] = rolled["peak_at"].to_numpy()[inside]
+    area_us = int(rolled["used_us"].to_numpy()[inside].sum())
+    # seats: constant through an hour unless a change falls inside it
+    changes = seat_step[0]
+    inner = changes[(changes > whole_lo) & (changes < whole_hi) & (changes % HOUR_NS != 0)]
+    seats = loading.seats_at(seat_step, hours)
+    mixed = np.zeros(len(hours), dtype=bool)
+    mixed[(inner - whole_lo) // HOUR_NS] = True
+    near_hours = _near(low, seats)  # the whole hour is near full
+    maybe = _near(peak, seats) & ~near_hours  # part of it may be
+    for index in np.flatnonzero(mixed).tolist():
+        h = int(hours[index])
+        values = loading.seats_at(
+            seat_step, np.r_[h, changes[(changes > h) & (changes < h + HOUR_NS)]]
+        )
+        all_near = bool(_near(np.full(len(values), low[index]), values).all())
+        none_near = not _near(np.full(len(values), peak[index]), values).any()
+        near_hours[index], maybe[index] = all_near, not (all_near or none_near)
+    if hi > tail:
+        exact.append(_pieces(*held[(split, window.end)][pool.id], seat_step, tail, hi))
+    pieces = _concat(exact)
+    known = bool((~np.isnan(pieces.seats)).any()) or _seats_known(seat_step, whole_lo, whole_hi)
+    total = hi - lo
+
+    def histograms(wanted: Array) -> dict[int, tuple[Array, Array]]:
+        return rollup.levels(conn, pool.id, hours[wanted])
+
+    # time near full: exact pieces, whole hours near full, and the hours partly near full
+    near = int(pieces.durations[pieces.near].sum()) + HOUR_NS * int(near_hours.sum())
+    plain = maybe & ~mixed
+    for index, (levels, micros) in zip(
+        np.flatnonzero(plain).tolist(),
+        _in_order(histograms(plain), hours[plain]),
+        strict=True,
+    ):
+        near += 1000 * int(micros[_near(levels, np.full(len(levels), seats[index]))].sum())
+    for index in np.flatnonzero(maybe & mixed).tolist():  # rare: read the hour's holds
+        h = int(hours[index])
+        holds = loading.load_holds(
+            conn, loading.Window(h, h + HOUR_NS, window.now), products=False, pool_ids=[pool.id]
+        )
+        ut, level = rollup.pool_steps(holds, (pool,))[pool.id]
+        one = _pieces(ut, level, seat_step, h, h + HOUR_NS)
+        near += int(one.durations[one.near].sum())
+    # the peak and its first instant, in time order: first piece, whole hours, tail
+    top = max(int(pieces.levels.max(initial=0)), int(peak.max(initial=0)))
+    first_at = None
+    if top:
+        exact_top = pieces.starts[pieces.levels == top]
+        hour_top = peak_at[peak == top]
+        candidates = np.r_[exact_top, hour_top]
+        first_at = int(candidates.min())
+    exact_area = int((pieces.levels * (pieces.durations // 1000)).sum())
+    return _Figures(
+        peak=top,
+        peak_at=first_at,
+        p95=_rolled_quantile(pieces, low, peak, hours, histograms, total, 0.95),
+        p99=_rolled_quantile(pieces, low, peak, hours, histograms, total, 0.99),
+        near=near if known else None,
+        area_us=exact_area + area_us,
+        total=total,
+    )
+
+
+def _in_order(found: dict[int, tuple[Array, Array]], hours: Array) -> list[tuple[Array, Array]]:
+    """The histograms of `hours`, in that order (every one has a ``rollup_levels`` row)."""
+    return [found[int(hour)] for hour in hours.tolist()]
+
+
+def _seats_known(seat_step: tuple[Array, Array], lo: int, hi: int) -> bool:
+    """Whether the seats are known at some instant of ``[lo, hi)``."""
+    if hi <= lo:
+        return False
+    changes = seat_step[0]
+    at = np.r_[lo, changes[(changes > lo) & (changes < hi)]]
+    return bool((~np.isnan(loading.seats_at(seat_step, at))).any())
+
+
+def _rolled_quantile(
+    pieces: _Pieces,
+    low: Array,
+    peak: Array,
+    hours: Array,
+    histograms: Callable[[Array], dict[int, tuple[Array, Array]]],
+    total: int,
+    q: float,
+) -> float:
+    """:func:`intervals.weighted_quantile` of in use over exact `pieces` and whole hours
+    (`low`, `peak` per hour): the smallest level L whose time at or below it, F(L), reaches the
+    share `q`. F lies between counting each hour at its peak and at its lowest level; between
+    the two bounds' answers F is computed exactly, reading the levels of only the hours whose
+    lowest and peak levels straddle that range."""
+    top = max(int(pieces.levels.max(initial=0)), int(peak.max(initial=0)))
+    exact = np.zeros(top + 1, dtype=np.int64)
+    np.add.at(exact, pieces.levels, pieces.durations)
+    below = np.cumsum(exact)  # exact time at <= L
+    by_peak = np.cumsum(np.bincount(peak, minlength=top + 1))  # hours entirely <= L
+    by_low = np.cumsum(np.bincount(low, minlength=top + 1))  # hours partly <= L
+    target = q * (1 - 1e-12)
+
+    def reaches(time_at_or_below: Array) -> Array:
+        return time_at_or_below / np.int64(total) >= target  # as weighted_quantile divides
+
+    first_pass = int(np.argmax(reaches(below + HOUR_NS * by_peak)))  # F >= this bound
+    least = int(np.argmax(reaches(below + HOUR_NS * by_low)))  # F <= this bound
+    if least == first_pass:
+        return float(least)
+    span = np.arange(least, first_pass, dtype=np.int64)  # the answer is here or first_pass
+    # hours whose lowest level is at most some L of the span and whose peak is above it (an
+    # hour at one level throughout is counted exactly by the bounds)
+    straddle = (low < first_pass) & (peak > least) & (low < peak)
+    f = below[span] + HOUR_NS * by_peak[span]
+    for (levels, micros), hour_peak in zip(
+        _in_order(histograms(straddle), hours[straddle]), peak[straddle].tolist(), strict=True
+    ):
+        cumulative = np.r_[0, np.cumsum(1000 * micros)]
+        part = cumulative[np.searchsorted(levels, span, side="right")]
+        f += np.where(span < hour_peak, part, 0)
+    passing = np.flatnonzero(reaches(f))
+    return float(span[passing[0]]) if len(passing) else float(first_pass)
+
+
+def _peaks_frame(pools: tuple[Pool, ...], figures: Mapping[int, _Figures]) -> pd.DataFrame:
+    rows = []
+    for pool in pools:
         row: dict[str, object] = {
             "product": pool.product,
             "license_type": pool.license_type,
@@ -186,32 +475,8 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
             "kind": pool.kind,
             "mean": np.nan,
         }
-        lo, hi = _observed(window, births, pool)
-        if hi > lo:
-            changes = seat_steps[pool.id][0]
-            # pieces of constant in-use and constant seats
-            cuts = intervals.union_sorted(ut, changes[(changes > lo) & (changes < hi)])
-            starts, durations, levels = intervals.segments(
-                cuts, intervals.level_at(ut, level, cuts), lo, hi
-            )
-            top = int(levels.max())
-            seats_then = loading.seats_at(seat_steps[pool.id], starts)
-            known = ~np.isnan(seats_then)
-            near = (
-                None
-                if not known.any()
-                else known & (NEAR_FULL[1] * levels >= NEAR_FULL[0] * np.nan_to_num(seats_then))
-            )
-            row.update(
-                peak=top,
-                peak_at=_utc(starts[[int(np.argmax(levels))]])[0] if top else pd.NaT,
-                p95=intervals.weighted_quantile(levels, durations, 0.95),
-                p99=intervals.weighted_quantile(levels, durations, 0.99),
-                share_near_full=np.nan
-                if near is None
-                else float(durations[near].sum() / durations.sum()),
-                mean=float((levels * durations).sum() / durations.sum()),
-            )
+        if pool.id in figures:
+            row.update(figures[pool.id].row())
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else _PEAK_COLUMNS)
     frame["seats"] = frame["seats"].astype("Int64")  # missing where not known
