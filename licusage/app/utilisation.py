@@ -100,7 +100,7 @@ def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
     return hv.HeatMap(data, ["hour", "day"], ["mean", "peak"]).opts(
         cmap="Blues",
         colorbar=True,
-        width=920,
+        responsive=True,  # the window's width up to 920 px: a narrow window scrolls no sideways
         height=280,
         tools=["hover"],
         title=title,
@@ -143,10 +143,19 @@ class UtilisationView(DayRangeView):
             disabled=True,
             sizing_mode="stretch_width",
             layout="fit_data_stretch",
+            # a number (it sorts as one) shown with its unit: "19.8 %"
+            formatters={
+                PEAK_HEADERS["share_near_full"]: {
+                    "type": "money",
+                    "symbol": "\u202f%",
+                    "symbolAfter": True,
+                    "precision": 1,
+                }
+            },
         )
         # empty until the first read: an empty heat map drawn first leaves the pool plots drawn
         # into the same tab blank (laid out at no size)
-        self.heat = pn.pane.HoloViews(None)
+        self.heat = pn.pane.HoloViews(None, sizing_mode="stretch_width", max_width=920)
         self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
         self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
         self.param.watch(lambda *_e: self.reload(), ["first_day", "last_day", "freq"])
