@@ -23,7 +23,6 @@ The rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -690,8 +689,3 @@ def _naive(value: datetime | str) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
-
-
-def state_json(state: dict[str, object]) -> str:
-    """A parser state as stored in ``imported_files.state``."""
-    return json.dumps(state, sort_keys=True)
