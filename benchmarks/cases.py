@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from licusage import actions, analytics, catalog, queries
+from licusage import actions, analytics, catalog, clock, queries
 from licusage.analytics import loading, rollup, usage
 from licusage.db import is_sqlite, write
 from licusage.models import audit_t, holds_t, sessions_t
@@ -414,7 +414,75 @@ def rollup_cases(ctx: Context) -> list[Case]:
         same = result.shape == reference.shape and (result.to_numpy() == reference.to_numpy()).all()
         return None if same else "the roll-up's concurrency differs from the holds'"
 
+    def same_peaks(result: pd.DataFrame, reference: pd.DataFrame) -> str | None:
+        try:
+            pd.testing.assert_frame_equal(result, reference, check_exact=True)
+        except AssertionError as error:
+            return f"peaks differ from the holds': {str(error).splitlines()[0]}"
+        return None
+
+    # the Utilisation tab's reads of a year: whole UTC days, as its day range gives them
+    day_start = start.replace(hour=0)
+    day_end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    day_window = loading.Window(
+        loading.instant(day_start, "start"), loading.instant(day_end, "end"), 0
+    )
+    day_lo = np.arange(day_window.start, day_window.end, analytics.HOUR_NS, dtype=np.int64)
+    day_hi = np.minimum(day_lo + analytics.HOUR_NS, day_window.end)
+
+    # the day runs on past now; one fixed "now" for the case and its reference (the window
+    # is cut at now: minutes apart, the two would see different periods)
+    moment = datetime.now(UTC).replace(microsecond=0)
+
+    def tab() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        with clock.frozen(moment):
+            return (
+                analytics.concurrency(engine, day_start, day_end, freq="1h"),
+                analytics.peaks(engine, day_start, day_end),
+                analytics.hour_of_week(engine, day_start, day_end),
+            )
+
+    def tab_from_holds() -> tuple[pd.DataFrame, pd.DataFrame]:
+        with clock.frozen(moment):
+            window = loading.window_of(day_start, day_end)
+            return (
+                usage.concurrency_from_holds(engine, window, day_lo, day_hi),
+                usage.peaks_from_holds(engine, window),
+            )
+
+    def same_tab(result: tuple, reference: tuple) -> str | None:
+        if identical(result[0], reference[0]) is not None:
+            return "the tab's concurrency differs from the holds'"
+        return same_peaks(result[1], reference[1])
+
     return [
+        Case(
+            f"peaks({period}, roll-up)",
+            Target("seconds", 3.0, "<= 3 s"),
+            run=lambda: analytics.peaks(engine, start, end),
+            reference=lambda: usage.peaks_from_holds(engine, loading.window_of(start, end)),
+            reference_name="the same figures from the holds (the path before the roll-up)",
+            check=same_peaks,
+            notes=[
+                "peaks roll-up: whole hours from the roll-up (levels read only for the hours a "
+                "percentile or the time near full depends on), the rest from the holds; "
+                "compared with the holds-only result (every column, exactly) on the first run"
+            ],
+        ),
+        Case(
+            f"utilisation tab ({period})",
+            Target("seconds", 3.0, "<= 3 s"),
+            run=tab,
+            reference=tab_from_holds,
+            reference_name="concurrency + peaks from the holds (no roll-up)",
+            reference_once=True,
+            check=same_tab,
+            notes=[
+                "utilisation tab: what UtilisationView.refresh reads for the window (whole UTC "
+                "days): concurrency(freq='1h'), peaks and hour_of_week; the reference (run "
+                "once) is concurrency and peaks from the holds, checked equal"
+            ],
+        ),
         Case(
             f"rollup rebuild ({period})",
             Target("seconds", 60.0, "<= 60 s"),
