@@ -400,9 +400,7 @@ def pools_in_use(conn: Any, catalog: Catalog) -> tuple[dict[int, int], dict[int,
     # walk every hold of the history by ix_holds_pool_granted (1M active: 2.7 s -> 0.15 s)
     pairs = sa.select(h.c.pool_id, h.c.user_name).where(active).distinct().subquery()
     users: dict[int, int] = dict(
-        conn.execute(
-            sa.select(pairs.c.pool_id, sa.func.count()).group_by(pairs.c.pool_id)
-        ).all()
+        conn.execute(sa.select(pairs.c.pool_id, sa.func.count()).group_by(pairs.c.pool_id)).all()
     )
     per_checkout = [pool.id for pool in catalog.pools if pool.counting == PER_CHECKOUT]
     licenses: dict[int, int] = (

@@ -189,8 +189,10 @@ def load_holds(
     with_sessions: bool = False,
     products: bool = True,
     pool_ids: Sequence[int] | None = None,
+    granted_from: int | None = None,
 ) -> pd.DataFrame:
-    """Holds that overlap the window (of `pool_ids` only, if given): ``pool_id``,
+    """Holds that overlap the window (of `pool_ids` only, if given; granted at or after
+    `granted_from` only, if given: an index range when nothing older can matter): ``pool_id``,
     ``product_id`` (unless not `products`), ``user``, ``s``, ``e`` (ns); with `with_sessions`
     also ``session_id`` and the session's ``last_activity``.
 
@@ -218,6 +220,8 @@ def load_holds(
     conditions = [h.c.granted_at < window.db(window.end)]
     if pool_ids is not None:
         conditions.append(h.c.pool_id.in_(list(pool_ids)))
+    if granted_from is not None:
+        conditions.append(h.c.granted_at >= window.db(granted_from))
     released_inside = h.c.released_at > window.db(window.start)
     query: sa.Select | sa.CompoundSelect
     if window.end - window.start <= RECENT_NS and not with_sessions:

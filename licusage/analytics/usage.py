@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .. import clock
-from ..catalog import Pool, read_catalog
+from ..catalog import Catalog, Pool, read_catalog
 from ..db import store_operation
 from ..errors import InvalidInput
 from ..models import NAMED, assignments_t, holds_t
@@ -149,6 +149,36 @@ def _holds_of(conn: Connection, a: int, b: int, window: loading.Window) -> pd.Da
     return loading.load_holds(conn, loading.Window(a, b, window.now), products=False)
 
 
+def _piece_steps(
+    conn: Connection,
+    a: int,
+    b: int,
+    window: loading.Window,
+    catalog: Catalog,
+    births: Mapping[int, int],
+    observed: Mapping[int, tuple[int, int]],
+) -> dict[int, tuple[Array, Array]]:
+    """The step functions of the holds of ``[a, b)``. A partial first hour whose pools all
+    start observing at their birth (nothing of theirs is held before it) reads only their holds
+    granted from there, an index range, instead of every hold released after `a`."""
+    users = [
+        pool.id
+        for pool in catalog.pools
+        if a < observed[pool.id][0] < b and observed[pool.id][0] < observed[pool.id][1]
+    ]
+    born = [observed[p][0] == births.get(p) for p in users]
+    if a % HOUR_NS or b - a != HOUR_NS or not users or not all(born):
+        return rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
+    holds = loading.load_holds(
+        conn,
+        loading.Window(a, b, window.now),
+        products=False,
+        pool_ids=users,
+        granted_from=min(observed[p][0] for p in users),
+    )
+    return rollup.pool_steps(holds, catalog.pools)
+
+
 def _observed(window: loading.Window, births: Mapping[int, int], pool: Pool) -> tuple[int, int]:
     lo = max(window.start, births.get(pool.id, window.start))
     return lo, max(lo, window.until)
@@ -190,6 +220,8 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         }
         held = {
             (a, b): rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
+            if a == split
+            else _piece_steps(conn, a, b, window, catalog, births, observed)
             for a, b in ranges
             if a < b
         }
@@ -528,7 +560,13 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
             if lo % HOUR_NS and lo < hi and lo < split
         }
         held = [
-            (a, b, rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools))
+            (
+                a,
+                b,
+                rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
+                if a == split
+                else _piece_steps(conn, a, b, window, catalog, births, observed),
+            )
             for a, b in sorted(pieces)
             if a < b
         ]
