@@ -522,7 +522,10 @@ class ResultsView(Viewer):
         # a periodic callback runs holding the document's lock, which the refresh needs for its
         # result: it is started as a task of its own instead of being awaited here
         if not self._ex.busy:  # one refresh at a time on a slow store
-            pn.state.execute(self._ex.refresh_async)
+            pn.state.execute(self._refresh_now)
+
+    async def _refresh_now(self) -> None:
+        await self._ex.refresh_async()
 
     def _logout_clicked(self, _event: Any = None) -> None:
         ex = self._ex
