@@ -175,7 +175,9 @@ class UtilisationView(DayRangeView):
             self.table,
             pn.pane.Markdown("### Hour of week"),
             self.pool_select,
-            self.heat,
+            # in a box of its own: directly in this Column, a HoloViews pane leaves the pool
+            # plots above it laid out wrongly in a served tab (axes at the top, no title)
+            pn.FlexBox(self.heat, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

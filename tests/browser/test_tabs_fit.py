@@ -77,6 +77,16 @@ PAINTED = """canvas => {
   return drawn / (canvas.width * canvas.height)
 }"""
 
+# the axes of every Bokeh figure on the page that are not beside their plot's frame
+MISPLACED_AXES = """() => [...Bokeh.index.all_views()]
+  .filter(view => view.model.type === "Figure" && view.frame && view.axis_views)
+  .flatMap(view => view.axis_views.map(axis => [view.model.title?.text, axis.model.type,
+    axis.panel.side, axis.bbox, view.frame.bbox]))
+  .filter(([, , side, axis, frame]) =>
+    (side === "below" && axis.top < frame.bottom - 1) ||
+    (side === "left" && axis.right > frame.left + 1))
+  .map(([title, type, side]) => `${title}: ${type} (${side})`)"""
+
 
 @pytest.mark.parametrize("width", [800, 1280])
 def test_utilisation_plots_are_drawn_and_fit(server, browser_page, width, tmp_path):
@@ -90,6 +100,10 @@ def test_utilisation_plots_are_drawn_and_fit(server, browser_page, width, tmp_pa
     page.wait_for_function("() => Bokeh.documents.every((doc) => doc.is_idle)")
     shares = [figure.locator("canvas").first.evaluate(PAINTED) for figure in figures.all()]
     assert min(shares) > 0.015, shares
+    # and laid out: each plot's x axis under its frame, its y axis left of it (a plot laid out
+    # wrongly draws its line with the axes at the top-left corner, no title or labels)
+    misplaced = page.evaluate(MISPLACED_AXES)
+    assert misplaced == [], misplaced
     shot = tmp_path / "utilisation.png"
     page.screenshot(path=str(shot), full_page=True)
     assert struct.unpack(">I", shot.read_bytes()[16:20])[0] == width  # no sideways scrolling
