@@ -14,6 +14,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,6 +23,17 @@ revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
+
+
+def _extra_columns(extra: bool) -> list[sa.Column[Any]]:
+    """Migration 0007's columns of rollup_hours (none: the table of 0006)."""
+    if not extra:
+        return []
+    return [
+        sa.Column("low", sa.Integer(), nullable=False),
+        sa.Column("peak_at", sa.DateTime(), nullable=True),
+        sa.Column("used_us", sa.BigInteger(), nullable=False),
+    ]
 
 
 def _rollup_hours(extra: bool) -> None:
@@ -31,15 +44,7 @@ def _rollup_hours(extra: bool) -> None:
         sa.Column("peak", sa.Integer(), nullable=False),
         sa.Column("seat_seconds", sa.Float(), nullable=False),
         sa.Column("denials", sa.Integer(), nullable=False),
-        *(
-            [
-                sa.Column("low", sa.Integer(), nullable=False),
-                sa.Column("peak_at", sa.DateTime(), nullable=True),
-                sa.Column("used_us", sa.BigInteger(), nullable=False),
-            ]
-            if extra
-            else []
-        ),
+        *_extra_columns(extra),
         sa.ForeignKeyConstraint(["pool_id"], ["license_pools.id"]),
         sa.PrimaryKeyConstraint("pool_id", "hour"),
     )
