@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .validation import MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_USER_LENGTH
+
 NAMED = "named"
 CONCURRENT = "concurrent"
 
@@ -44,14 +46,14 @@ class Product(Base):
     __tablename__ = "products"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
 
 
 class LicenseType(Base):
     __tablename__ = "license_types"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # NAMED or CONCURRENT
 
 
@@ -80,7 +82,7 @@ class PoolSeats(Base):
     pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
     valid_from: Mapped[datetime] = mapped_column(DateTime)
     seats: Mapped[int | None] = mapped_column(Integer)  # None: unknown from then on
-    origin: Mapped[str | None] = mapped_column(String(200))  # e.g. "lmstat SERVER"
+    origin: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))  # e.g. "lmstat SERVER"
 
 
 class LicenseServer(Base):
@@ -89,7 +91,7 @@ class LicenseServer(Base):
     __tablename__ = "license_servers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # "flexlm" or "rlm"
     # how to remove a checkout on the server: an argument template (see licusage.sources.remove)
     remove_command: Mapped[str | None] = mapped_column(Text)
@@ -100,7 +102,7 @@ class NamedAssignment(Base):
     __tablename__ = "named_assignments"
 
     pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"), primary_key=True)
-    user_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH), primary_key=True)
     assigned_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -123,16 +125,16 @@ class Session(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_name: Mapped[str] = mapped_column(String(200))
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
     # casefolded user name: what the case-insensitive user filter searches
-    user_key: Mapped[str] = mapped_column(String(200))
-    host: Mapped[str | None] = mapped_column(String(255))
+    user_key: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
+    host: Mapped[str | None] = mapped_column(String(MAX_HOST_LENGTH))
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_activity: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     end_reason: Mapped[str | None] = mapped_column(String(50))
-    ended_by: Mapped[str | None] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(200), server_default=APP_SOURCE)
+    ended_by: Mapped[str | None] = mapped_column(String(MAX_USER_LENGTH))
+    source: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), server_default=APP_SOURCE)
     server_id: Mapped[int | None] = mapped_column(ForeignKey("license_servers.id"))
     display: Mapped[str | None] = mapped_column(String(255))
 
@@ -177,7 +179,7 @@ class Hold(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     license_type_id: Mapped[int] = mapped_column(ForeignKey("license_types.id"))
     pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
-    user_name: Mapped[str] = mapped_column(String(200))
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
     granted_at: Mapped[datetime] = mapped_column(DateTime)
     released_at: Mapped[datetime | None] = mapped_column(DateTime)
     licenses: Mapped[int] = mapped_column(Integer, server_default="1")
@@ -202,9 +204,9 @@ class Checkout(Base):
     server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"))
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
-    feature: Mapped[str] = mapped_column(String(200))
-    user_name: Mapped[str] = mapped_column(String(200))
-    host: Mapped[str | None] = mapped_column(String(255))
+    feature: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
+    host: Mapped[str | None] = mapped_column(String(MAX_HOST_LENGTH))
     display: Mapped[str | None] = mapped_column(String(255))
     handle: Mapped[str | None] = mapped_column(String(100))  # the server's handle or "port/handle"
     version: Mapped[str | None] = mapped_column(String(50))
@@ -222,7 +224,7 @@ class Reservation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
     pool_id: Mapped[int] = mapped_column(ForeignKey("license_pools.id"))
-    feature: Mapped[str] = mapped_column(String(200))
+    feature: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     holder_kind: Mapped[str] = mapped_column(String(20))  # HOST, GROUP, USER, DISPLAY, ...
     holder: Mapped[str] = mapped_column(String(255))
     licenses: Mapped[int] = mapped_column(Integer)
@@ -239,9 +241,9 @@ class QueuedRequest(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("license_servers.id"))
     at: Mapped[datetime] = mapped_column(DateTime)
-    user_name: Mapped[str] = mapped_column(String(200))
-    host: Mapped[str | None] = mapped_column(String(255))
-    feature: Mapped[str] = mapped_column(String(200))
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
+    host: Mapped[str | None] = mapped_column(String(MAX_HOST_LENGTH))
+    feature: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("license_pools.id"))
     licenses: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
@@ -272,8 +274,8 @@ class Denial(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime)
-    user_name: Mapped[str] = mapped_column(String(200))
-    host: Mapped[str | None] = mapped_column(String(255))
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
+    host: Mapped[str | None] = mapped_column(String(MAX_HOST_LENGTH))
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     license_type_id: Mapped[int] = mapped_column(ForeignKey("license_types.id"))
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("license_pools.id"))
@@ -292,10 +294,10 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime)
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(MAX_USER_LENGTH))
     action: Mapped[str] = mapped_column(String(50))
     session_id: Mapped[int | None] = mapped_column(Integer)
-    user_name: Mapped[str | None] = mapped_column(String(200))
+    user_name: Mapped[str | None] = mapped_column(String(MAX_USER_LENGTH))
     reason: Mapped[str | None] = mapped_column(String(50))
     origin: Mapped[str | None] = mapped_column(String(255))
     # JSON text: e.g. the licenses a logout freed, or why an attempt was refused
@@ -307,7 +309,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
 
-    user_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(MAX_USER_LENGTH), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -345,7 +347,7 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     scope: Mapped[str] = mapped_column(String(50))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -373,7 +375,7 @@ class AlertFiring(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    rule: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     kind: Mapped[str] = mapped_column(String(50))
     subject: Mapped[str] = mapped_column(String(500))
     message: Mapped[str] = mapped_column(Text)

@@ -23,10 +23,9 @@ from .db import describe_db_error, is_sqlite, store_operation
 from .errors import InvalidInput, StoreUnavailable
 from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
 from .sessions import check_session_id, rows_for_ids
-from .validation import check_whole, lenient_identity
+from .validation import MAX_USER_LENGTH, check_whole, lenient_identity
 
 BASE_COLUMNS = ["session_id", "user", "host", "started_at", "last_activity", "idle", "source"]
-MAX_USER_KEY = 1000  # longest user_key a session can have; a longer filter matches nothing
 
 
 def _check_timedelta(value: object, name: str) -> timedelta:
@@ -62,8 +61,9 @@ def user_condition(user: str | None) -> sa.ColumnElement[bool] | None:
 
     Blank (None, empty or only spaces) means all users; surrounding spaces are ignored.
     """
-    # what sessions.user_key holds (licusage.validation)
-    needle = _substring_needle("user", user, lenient_identity, MAX_USER_KEY)
+    # what sessions.user_key holds (licusage.validation); a filter longer than any user name
+    # matches nothing
+    needle = _substring_needle("user", user, lenient_identity, MAX_USER_LENGTH)
     if needle is None:
         return None
     return sessions_t.c.user_key.contains(needle, autoescape=True) if needle else sa.false()

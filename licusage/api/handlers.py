@@ -214,7 +214,7 @@ class ApiHandler(RequestHandler):
             from ..app.identity import signed_in_role
 
             role = signed_in_role(engine, user)
-            scope = tokens.ADMIN if role == actions.ADMIN else tokens.READ
+            scope = tokens.ADMIN if actions.may_logout(role) else tokens.READ
             caller = Caller(actor=user, scope=scope, kind="account", role=role)
             self._actor_hint = user
             content_type = self.request.headers.get("Content-Type", "")
