@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -513,3 +514,36 @@ def test_the_page_opens_with_its_rows_then_its_counts(sqlite_engine, ids, notes)
     assert (ex.total, ex.counting) == (6, False)
     assert ex.summary == "6 sessions of 6 distinct users"
     assert not run_coroutine(ex.finish_open())  # counted once
+
+
+def test_a_read_started_later_is_shown_even_when_an_earlier_one_was_shown_first(
+    sqlite_engine, ids, notes, monkeypatch
+):
+    """A Run, then a second Run (a seat-gauge click, say) while the first is still reading:
+    the first shows its rows, then the second's rows replace them; never the other way."""
+    ex = SessionExplorer(sqlite_engine, Identity(ME, ADMIN, signed_in=False), notify=notes)
+    first_shown = threading.Event()
+    read = ex._read
+
+    def read_slowly_for_carol(view, counts, pools):
+        if view.filters["user"] == "carol":  # the second Run's read ends after the first's
+            assert first_shown.wait(30)
+        return read(view, counts, pools)
+
+    monkeypatch.setattr(ex, "_read", read_slowly_for_carol)
+
+    async def two_runs() -> list[str]:
+        ex.user = "alice"
+        first = asyncio.create_task(ex.run_async())
+        await asyncio.sleep(0)  # the first read has started
+        ex.user = "carol"
+        second = asyncio.create_task(ex.run_async())
+        assert await first
+        shown = sorted(ex.result["User"])
+        first_shown.set()
+        assert await second
+        return shown
+
+    assert run_coroutine(two_runs()) == ["alice.floating", "alice.named"]
+    assert sorted(ex.result["User"]) == ["carol.100%"]
+    assert ex.total == 1

@@ -125,7 +125,10 @@ class SessionExplorer(Notices):
         self.zone = zone
         self.notices_to = notify
         self.view: View | None = None  # the filter, sort and page of the result shown
-        self._generation = 0  # which read the result belongs to (a later read supersedes)
+        # reads are numbered as they start; the result shown is never replaced by one that
+        # started before it (a slow read finishing after a later click's)
+        self._reads_started = 0
+        self._shown_read = 0
         self.load_catalog()
 
     # --- who acts ---------------------------------------------------------------------------
@@ -284,8 +287,19 @@ class SessionExplorer(Notices):
 
     _users = 0  # distinct users of the result
 
-    def _apply(self, reading: Reading, keep_selection: bool = False) -> bool:
-        """Show a read: the page, the counts, the seats, in one update."""
+    def _start_read(self) -> int:
+        self._reads_started += 1
+        return self._reads_started
+
+    def _apply(
+        self, reading: Reading, keep_selection: bool = False, started: int | None = None
+    ) -> bool:
+        """Show a read: the page, the counts, the seats, in one update. `started`: the number
+        of an asynchronous read (:meth:`_start_read`); a synchronous one is the latest."""
+        started = self._start_read() if started is None else started
+        if started < self._shown_read:
+            return False  # a read started later (a gauge click, a page) was shown first
+        self._shown_read = started
         view = reading.view
         display = fmt.display_frame(reading.page, self.products, self.zone)
         same = self.view is not None and view.filters == self.view.filters
@@ -303,7 +317,6 @@ class SessionExplorer(Notices):
             return self._reload(replace(view, page=pages), keep_selection=keep_selection)
         self.view = view
         self._page_rows = reading.page
-        self._generation += 1
         self._users = users
         update: dict[str, Any] = {
             "result": display,
@@ -445,7 +458,7 @@ class SessionExplorer(Notices):
         self, view: View, *, counts: bool, pools: bool, what: str, keep: bool = False
     ) -> bool:
         self.busy = True
-        generation = self._generation
+        started = self._start_read()
         try:
             reading: Reading | Exception = await asyncio.to_thread(self._read, view, counts, pools)
         except Exception as error:
@@ -456,9 +469,7 @@ class SessionExplorer(Notices):
             if isinstance(reading, Exception):
                 self.report(what, reading)
                 return False
-            if generation != self._generation:
-                return False  # a read started later (a gauge click, a page) was shown first
-            return self._apply(reading, keep_selection=keep)
+            return self._apply(reading, keep_selection=keep, started=started)
 
         return await in_document(show)
 
