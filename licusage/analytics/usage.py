@@ -184,6 +184,18 @@ def _observed(window: loading.Window, births: Mapping[int, int], pool: Pool) -> 
     return lo, max(lo, window.until)
 
 
+def _not_rolled_up(
+    split: int, end: int, observed: Mapping[int, tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """The [start, end) ranges a read takes from the holds, not the roll-up: everything from
+    `split` (where the roll-up ends) on, and each pool's partial first hour."""
+    return {(split, end)} | {
+        (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
+        for lo, hi in observed.values()
+        if lo % HOUR_NS and lo < hi and lo < split
+    }
+
+
 @store_operation
 def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
     """Per pool: seats owned, peak in use and when, time-weighted percentiles, time near full.
@@ -211,13 +223,8 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         split = rollup.rolled_until(conn, catalog, first, window.end)
         rolled = rollup.hours(conn, first, split)
         observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
-        # the holds of what the roll-up does not cover: a pool's partial first hour, and
-        # everything from `split` on, each piece in its own step functions
-        ranges = {(split, window.end)} | {
-            (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
-            for lo, hi in observed.values()
-            if lo % HOUR_NS and lo < hi and lo < split
-        }
+        # the holds of what the roll-up does not cover, each piece in its own step functions
+        ranges = _not_rolled_up(split, window.end, observed)
         held = {
             (a, b): rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
             if a == split
@@ -552,13 +559,8 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
         split = rollup.rolled_until(conn, catalog, first, window.end)
         rolled = rollup.hours(conn, first, split)
         observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
-        # from the holds: what the roll-up does not cover (a pool's partial first hour, and
-        # everything from `split` on), each piece in its own step functions
-        pieces = {(split, window.end)} | {
-            (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
-            for lo, hi in observed.values()
-            if lo % HOUR_NS and lo < hi and lo < split
-        }
+        # from the holds: what the roll-up does not cover, each piece in its own step functions
+        pieces = _not_rolled_up(split, window.end, observed)
         held = [
             (
                 a,
