@@ -23,7 +23,7 @@ def take(store_url: str, out: Path) -> None:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
                 )
-                page = browser.new_page(viewport={"width": 1440, "height": 1250})
+                page = browser.new_page(viewport={"width": 1280, "height": 1250})
                 page.goto(server.url)
                 wait_for_dashboard(page)
                 page.get_by_role("button", name="Run").click()
