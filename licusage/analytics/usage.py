@@ -184,15 +184,28 @@ def _observed(window: loading.Window, births: Mapping[int, int], pool: Pool) -> 
     return lo, max(lo, window.until)
 
 
-def _not_rolled_up(
-    split: int, end: int, observed: Mapping[int, tuple[int, int]]
-) -> set[tuple[int, int]]:
-    """The [start, end) ranges a read takes from the holds, not the roll-up: everything from
-    `split` (where the roll-up ends) on, and each pool's partial first hour."""
-    return {(split, end)} | {
+def _steps_not_rolled_up(
+    conn: Connection,
+    window: loading.Window,
+    catalog: Catalog,
+    births: Mapping[int, int],
+    observed: Mapping[int, tuple[int, int]],
+    split: int,
+) -> dict[tuple[int, int], dict[int, tuple[Array, Array]]]:
+    """The step functions of the holds of what the roll-up does not cover, each ``[a, b)`` on
+    its own, in time order: everything from `split` (where the roll-up ends) on, and each
+    pool's partial first hour (:func:`_piece_steps`)."""
+    ranges = {(split, window.end)} | {
         (lo - lo % HOUR_NS, lo - lo % HOUR_NS + HOUR_NS)
         for lo, hi in observed.values()
         if lo % HOUR_NS and lo < hi and lo < split
+    }
+    return {
+        (a, b): rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
+        if a == split
+        else _piece_steps(conn, a, b, window, catalog, births, observed)
+        for a, b in sorted(ranges)
+        if a < b
     }
 
 
@@ -223,15 +236,7 @@ def peaks(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
         split = rollup.rolled_until(conn, catalog, first, window.end)
         rolled = rollup.hours(conn, first, split)
         observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
-        # the holds of what the roll-up does not cover, each piece in its own step functions
-        ranges = _not_rolled_up(split, window.end, observed)
-        held = {
-            (a, b): rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
-            if a == split
-            else _piece_steps(conn, a, b, window, catalog, births, observed)
-            for a, b in ranges
-            if a < b
-        }
+        held = _steps_not_rolled_up(conn, window, catalog, births, observed, split)
         figures = {}
         for pool in catalog.pools:
             lo, hi = observed[pool.id]
@@ -559,19 +564,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
         split = rollup.rolled_until(conn, catalog, first, window.end)
         rolled = rollup.hours(conn, first, split)
         observed = {pool.id: _observed(window, births, pool) for pool in catalog.pools}
-        # from the holds: what the roll-up does not cover, each piece in its own step functions
-        pieces = _not_rolled_up(split, window.end, observed)
-        held = [
-            (
-                a,
-                b,
-                rollup.pool_steps(_holds_of(conn, a, b, window), catalog.pools)
-                if a == split
-                else _piece_steps(conn, a, b, window, catalog, births, observed),
-            )
-            for a, b in sorted(pieces)
-            if a < b
-        ]
+        held = _steps_not_rolled_up(conn, window, catalog, births, observed, split)
     parts = []
     for pool in catalog.pools:
         lo, hi = observed[pool.id]
@@ -590,7 +583,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
         area[at[use]] = mine["seat_seconds"].to_numpy()[use]
         peak[at[use]] = mine["peak"].to_numpy()[use]
         done = whole.copy()
-        for a, b, steps in held:
+        for (a, b), steps in held.items():
             todo = ~done & (b_lo >= a) & (b_hi <= b)
             ut, level = steps[pool.id]
             area[todo] = intervals.area(ut, level, b_hi[todo]) - intervals.area(
