@@ -153,6 +153,18 @@ def check_window(engine: Engine, lo: datetime, hours: int, step_hours: int) -> N
     assert frame_by_pool(engine, frame) == expected
 
 
+def observed_period(pool_id, created, holds, denied, lo, until) -> tuple[datetime, datetime]:
+    """A pool's observed period in ``[lo, until)``: from its birth (created, or its first hold
+    or denial if earlier), until `until`."""
+    birth = min(
+        [created[pool_id]]
+        + [h[2] for h in holds if h[0] == pool_id]
+        + [d[1] for d in denied if d[0] == pool_id]
+    )
+    o_lo = max(lo, birth)
+    return o_lo, max(o_lo, until)
+
+
 def brute_hour_of_week(
     engine: Engine, lo: datetime, hi: datetime, now: datetime
 ) -> dict[tuple[int, int, int], tuple[float, int]]:
@@ -164,13 +176,7 @@ def brute_hour_of_week(
     until = max(lo, min(hi, now))
     sums: dict[tuple[int, int, int], list[float]] = {}
     for pool_id, rule in counting.items():
-        birth = min(
-            [created[pool_id]]
-            + [h[2] for h in holds if h[0] == pool_id]
-            + [d[1] for d in denied if d[0] == pool_id]
-        )
-        o_lo = max(lo, birth)
-        o_hi = max(o_lo, until)
+        o_lo, o_hi = observed_period(pool_id, created, holds, denied, lo, until)
         spans = [(u, s, until if e is None else e, n) for p, u, s, e, n in holds if p == pool_id]
         edge = o_lo.replace(minute=0, second=0, microsecond=0)
         while o_lo < o_hi and edge < o_hi:
@@ -220,13 +226,7 @@ def brute_peaks(engine: Engine, lo: datetime, hi: datetime, now: datetime) -> di
     until = max(lo, min(hi, now))
     out = {}
     for pool_id, rule in counting.items():
-        birth = min(
-            [created[pool_id]]
-            + [h[2] for h in holds if h[0] == pool_id]
-            + [d[1] for d in denied if d[0] == pool_id]
-        )
-        o_lo = max(lo, birth)
-        o_hi = max(o_lo, until)
+        o_lo, o_hi = observed_period(pool_id, created, holds, denied, lo, until)
         if o_hi <= o_lo:
             continue
         changes = sorted((v, n) for p, v, n in history if p == pool_id)
