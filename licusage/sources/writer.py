@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 
 from .. import clock, rollup
 from ..catalog import MAX_NAME_LENGTH, RESERVED_COLUMNS, ensure_pool, read_catalog
+from ..db import insert_rows, update_rows
 from ..errors import InvalidInput
 from ..models import (
     APP_SOURCE,
@@ -57,6 +58,46 @@ REMOVED = "removed"  # by the server's administrator (lmremove, rlmremove)
 SERVER_KINDS = ("flexlm", "rlm")
 
 FLUSH_EVERY = 5_000  # events between two writes
+
+# the columns a batch writes, in the order of the rows' values
+SESSION_COLUMNS = (
+    "user_name",
+    "user_key",
+    "host",
+    "display",
+    "started_at",
+    "last_activity",
+    "ended_at",
+    "end_reason",
+    "ended_by",
+    "source",
+    "server_id",
+)
+HOLD_COLUMNS = (
+    "session_id",
+    "product_id",
+    "license_type_id",
+    "pool_id",
+    "user_name",
+    "granted_at",
+    "released_at",
+    "licenses",
+)
+CHECKOUT_COLUMNS = (
+    "server_id",
+    "session_id",
+    "product_id",
+    "feature",
+    "user_name",
+    "host",
+    "display",
+    "handle",
+    "version",
+    "licenses",
+    "out_at",
+    "in_at",
+    "end_reason",
+)
 
 
 def check_server_name(name: object) -> str:
@@ -530,36 +571,24 @@ class ServerWriter:
         )
         # releases first: a session's new hold of a product may only be written once its
         # previous one is released (one active hold per session and product)
-        if self._closed_holds:
-            conn.execute(
-                sa.update(holds_t)
-                .where(holds_t.c.id == sa.bindparam("hold_id"))
-                .values(released_at=sa.bindparam("at")),
-                [{"hold_id": h.id, "at": h.released_at} for h in self._closed_holds],
-            )
-            self._closed_holds = []
+        update_rows(
+            conn, holds_t, ["released_at"], [(h.released_at, h.id) for h in self._closed_holds]
+        )
+        self._closed_holds = []
         self._insert_sessions()
         self._insert_holds()
         self._insert_checkouts()
-        if self._closed_checkouts:
-            conn.execute(
-                sa.update(checkouts_t)
-                .where(checkouts_t.c.id == sa.bindparam("checkout_id"))
-                .values(in_at=sa.bindparam("at"), end_reason=sa.bindparam("reason")),
-                [
-                    {"checkout_id": c.id, "at": c.in_at, "reason": c.end_reason}
-                    for c in self._closed_checkouts
-                ],
-            )
-            self._closed_checkouts = []
-        if self._touched:
-            conn.execute(
-                sa.update(sessions_t)
-                .where(sessions_t.c.id == sa.bindparam("session_id"))
-                .values(last_activity=sa.bindparam("at")),
-                [{"session_id": k, "at": v} for k, v in self._touched.items()],
-            )
-            self._touched = {}
+        update_rows(
+            conn,
+            checkouts_t,
+            ["in_at", "end_reason"],
+            [(c.in_at, c.end_reason, c.id) for c in self._closed_checkouts],
+        )
+        self._closed_checkouts = []
+        update_rows(
+            conn, sessions_t, ["last_activity"], [(at, id_) for id_, at in self._touched.items()]
+        )
+        self._touched = {}
         end_sessions_at(conn, self._ends, actor=self.server)
         self._ends = []
         for table, rows in ((denials_t, self._denials), (queued_t, self._queued)):
@@ -572,81 +601,92 @@ class ServerWriter:
         new, self._new_sessions = self._new_sessions, []
         if not new:
             return
-        ids = _insert_with_ids(self.conn, sessions_t, [self._session_row(s) for s in new])
+        rows = [self._session_row(s) for s in new]
+        ids = _insert_with_ids(self.conn, sessions_t, SESSION_COLUMNS, rows)
         for session, new_id in zip(new, ids, strict=True):
             session.id = new_id
 
-    def _session_row(self, s: _Session) -> dict[str, object]:
-        ended = s.ended_at is not None
-        return {
-            "user_name": s.user,
-            "user_key": s.identity,
-            "host": s.host,
-            "display": s.display,
-            "started_at": s.started_at,
-            "last_activity": s.last_activity,
-            "ended_at": s.ended_at,
-            "end_reason": s.end_reason,
-            "ended_by": self.server if ended else None,
-            "source": self.server,
-            "server_id": self.server_id,
-        }
+    def _session_row(self, s: _Session) -> tuple[object, ...]:
+        """The values of :data:`SESSION_COLUMNS` of `s`."""
+        return (
+            s.user,
+            s.identity,
+            s.host,
+            s.display,
+            s.started_at,
+            s.last_activity,
+            s.ended_at,
+            s.end_reason,
+            self.server if s.ended_at is not None else None,
+            self.server,
+            self.server_id,
+        )
 
     def _insert_holds(self) -> None:
-        _insert(self.conn, holds_t, self._new_holds, _hold_row, lambda h: h.released_at is None)
+        _insert(
+            self.conn,
+            holds_t,
+            HOLD_COLUMNS,
+            self._new_holds,
+            _hold_row,
+            lambda h: h.released_at is None,
+        )
         self._new_holds = []
 
     def _insert_checkouts(self) -> None:
         _insert(
             self.conn,
             checkouts_t,
+            CHECKOUT_COLUMNS,
             self._new_checkouts,
             self._checkout_row,
             lambda c: c.in_at is None,
         )
         self._new_checkouts = []
 
-    def _checkout_row(self, c: _Checkout) -> dict[str, object]:
-        return {
-            "server_id": self.server_id,
-            "session_id": c.session.id,
-            "product_id": c.pool.product_id,
-            "feature": c.feature,
-            "user_name": c.user,
-            "host": c.host,
-            "display": c.display,
-            "handle": c.handle,
-            "version": c.version,
-            "licenses": c.licenses,
-            "out_at": c.out_at,
-            "in_at": c.in_at,
-            "end_reason": c.end_reason,
-        }
+    def _checkout_row(self, c: _Checkout) -> tuple[object, ...]:
+        """The values of :data:`CHECKOUT_COLUMNS` of `c`."""
+        return (
+            self.server_id,
+            c.session.id,
+            c.pool.product_id,
+            c.feature,
+            c.user,
+            c.host,
+            c.display,
+            c.handle,
+            c.version,
+            c.licenses,
+            c.out_at,
+            c.in_at,
+            c.end_reason,
+        )
 
 
 def _insert(
     conn: Connection,
     table: sa.Table,
+    columns: tuple[str, ...],
     items: list[Any],
-    row: Callable[[Any], dict[str, object]],
+    row: Callable[[Any], tuple[object, ...]],
     still_open: Callable[[Any], bool],
 ) -> None:
-    """Insert `items` as rows of `table`; the ones still open get their new ids (to close them
-    later)."""
+    """Insert `items` as rows of `table` (`row`: an item's values of `columns`); the ones still
+    open get their new ids (to close them later)."""
     pending = [item for item in items if still_open(item)]
     if pending:  # first: see _insert_with_ids
-        ids = _insert_with_ids(conn, table, [row(item) for item in pending])
+        ids = _insert_with_ids(conn, table, columns, [row(item) for item in pending])
         for item, new_id in zip(pending, ids, strict=True):
             item.id = new_id
-    closed = [row(item) for item in items if not still_open(item)]
-    if closed:
-        conn.execute(sa.insert(table), closed)
+    insert_rows(conn, table, columns, [row(item) for item in items if not still_open(item)])
 
 
-def _insert_with_ids(conn: Connection, table: sa.Table, rows: list[dict[str, object]]) -> list[int]:
-    """Insert `rows` into `table` with new ids, returned in the order of `rows`: the ids are
-    taken in one statement, the rows inserted in one executemany (no RETURNING, which SQLite
-    cannot return in the order of the rows, so SQLAlchemy would insert them one at a time).
+def _insert_with_ids(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[object, ...]]
+) -> list[int]:
+    """Insert `rows` (values of `columns`) into `table` with new ids, returned in the order of
+    `rows`: the ids are taken in one statement, the rows inserted in one executemany (no
+    RETURNING, which SQLite cannot return in the order of the rows).
 
     PostgreSQL takes the ids from the table's sequence. SQLite takes the ones after the
     largest, as it does itself: the caller's write transaction (``BEGIN IMMEDIATE``, see
@@ -665,21 +705,25 @@ def _insert_with_ids(conn: Connection, table: sa.Table, rows: list[dict[str, obj
     else:
         first = (conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1
         ids = list(range(first, first + len(rows)))
-    conn.execute(sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
-    return [int(i) for i in ids]
+    ids = [int(i) for i in ids]
+    insert_rows(
+        conn, table, (*columns, "id"), [(*row, i) for row, i in zip(rows, ids, strict=True)]
+    )
+    return ids
 
 
-def _hold_row(h: _Hold) -> dict[str, object]:
-    return {
-        "session_id": h.session.id,
-        "product_id": h.pool.product_id,
-        "license_type_id": h.pool.license_type_id,
-        "pool_id": h.pool.pool_id,
-        "user_name": h.user,
-        "granted_at": h.granted_at,
-        "released_at": h.released_at,
-        "licenses": h.licenses,
-    }
+def _hold_row(h: _Hold) -> tuple[object, ...]:
+    """The values of :data:`HOLD_COLUMNS` of `h`."""
+    return (
+        h.session.id,
+        h.pool.product_id,
+        h.pool.license_type_id,
+        h.pool.pool_id,
+        h.user,
+        h.granted_at,
+        h.released_at,
+        h.licenses,
+    )
 
 
 def _naive(value: datetime | str) -> datetime:
