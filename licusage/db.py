@@ -276,18 +276,30 @@ def write(engine: Engine) -> Iterator[Connection]:
 def insert_rows(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert `rows` (each the values of `columns`) into `table` in one executemany.
+    """Insert `rows` (each the values of `columns`) into `table`, inside the caller's
+    transaction: the bulk writes of an import.
 
-    For the bulk writes of an import: the statement is built once and each value converted as
-    the column's type converts it (a time, on SQLite), without the per-row work of
+    Each value is converted as the column's type converts it (a time, on SQLite) and the rows
+    go in at once (PostgreSQL: ``COPY``; SQLite: one executemany), without the per-row work of
     ``conn.execute(insert, dicts)``; what is stored is the same.
     """
+    if not rows:
+        return
+    rows = _bound(conn, table, columns, rows)
     quote = conn.dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
+    if conn.dialect.name == "postgresql":
+        sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            with conn.connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi.Error as error:  # as SQLAlchemy raises the driver's errors
+            raise exc.DBAPIError.instance(sql, None, error, dbapi.Error) from error
+        return
     marks = ", ".join([_placeholder(conn)] * len(columns))
-    _executemany(
-        conn, table, f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", columns, rows
-    )
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", rows)
 
 
 def update_rows(
@@ -301,10 +313,12 @@ def update_rows(
     """Set `columns` of the rows of `table` whose `key` is each row's last value (each of
     `rows`: the new values of `columns`, then the key), in one executemany (see
     :func:`insert_rows`)."""
+    if not rows:
+        return
     quote, mark = conn.dialect.identifier_preparer.quote, _placeholder(conn)
     assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
     sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
-    _executemany(conn, table, sql, [*columns, key], rows)
+    conn.exec_driver_sql(sql, _bound(conn, table, [*columns, key], rows))
 
 
 def _placeholder(conn: Connection) -> str:
@@ -316,37 +330,32 @@ def _placeholder(conn: Connection) -> str:
     raise NotImplementedError(f"bulk writes with the {style} parameter style")
 
 
-def _executemany(
-    conn: Connection,
-    table: sa.Table,
-    sql: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    if not rows:
-        return
+def _bound(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """`rows` with each value of `columns` converted as its column's type binds it."""
     dialect = conn.dialect
     convert = []
     for position, name in enumerate(columns):
         kind = table.c[name].type
         if processor := kind.dialect_impl(dialect).bind_processor(dialect):
             convert.append((position, processor, repr(kind)))
-    if convert:
-        # a value is often in several rows (a session's start is its first checkout's):
-        # converted once per type
-        converted: dict[str, dict[Any, Any]] = {}
-        values = [list(row) for row in rows]
-        for position, processor, kind_name in convert:
-            done = converted.setdefault(kind_name, {})
-            for row in values:
-                value = row[position]
-                if value is not None:
-                    try:
-                        row[position] = done[value]
-                    except KeyError:
-                        row[position] = done[value] = processor(value)
-        rows = [tuple(row) for row in values]  # what exec_driver_sql takes
-    conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+    if not convert:
+        return [tuple(row) for row in rows]
+    # a value is often in several rows (a session's start is its first checkout's): converted
+    # once per type
+    converted: dict[str, dict[Any, Any]] = {}
+    values = [list(row) for row in rows]
+    for position, processor, kind_name in convert:
+        done = converted.setdefault(kind_name, {})
+        for row in values:
+            value = row[position]
+            if value is not None:
+                try:
+                    row[position] = done[value]
+                except KeyError:
+                    row[position] = done[value] = processor(value)
+    return [tuple(row) for row in values]
 
 
 _WRITER_LOCKS: dict[str, threading.RLock] = {}
