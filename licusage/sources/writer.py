@@ -225,7 +225,7 @@ class ServerWriter:
         # checked spellings: (user as read) -> (display spelling, identity); host -> host
         self._users: dict[object, tuple[str, str]] = {}
         self._hosts: dict[object, str | None] = {}
-        self._new_holds: list[_Hold] = []
+        self._new_holds: dict[_Hold, None] = {}  # ordered; removal by key, not by a scan
         self._closed_holds: list[_Hold] = []  # written ones released since the last flush
         self._new_checkouts: list[_Checkout] = []
         self._closed_checkouts: list[_Checkout] = []
@@ -518,7 +518,7 @@ class ServerWriter:
         for product, hold in list(session.holds.items()):
             if hold.id is None:
                 if hold.granted_at == at:
-                    self._new_holds.remove(hold)
+                    del self._new_holds[hold]
                 else:
                     hold.released_at = max(at, hold.granted_at)
                 del session.holds[product]
@@ -542,7 +542,7 @@ class ServerWriter:
                 if licenses:
                     hold.licenses = licenses
                     return
-                self._new_holds.remove(hold)
+                del self._new_holds[hold]
                 del session.holds[product]
                 return
             hold.released_at = at
@@ -552,7 +552,7 @@ class ServerWriter:
         if licenses:
             new = _Hold(session, pool, session.identity, licenses, at)
             session.holds[product] = new
-            self._new_holds.append(new)
+            self._new_holds[new] = None
 
     def _tick(self) -> None:
         self._events += 1
@@ -627,11 +627,11 @@ class ServerWriter:
             self.conn,
             holds_t,
             HOLD_COLUMNS,
-            self._new_holds,
+            list(self._new_holds),
             _hold_row,
             lambda h: h.released_at is None,
         )
-        self._new_holds = []
+        self._new_holds = {}
 
     def _insert_checkouts(self) -> None:
         _insert(
