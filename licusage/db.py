@@ -291,8 +291,10 @@ def insert_rows(
     if conn.dialect.name == "postgresql":
         sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
         dbapi = conn.dialect.loaded_dbapi
+        psycopg_connection = conn.connection.driver_connection  # psycopg's, for its COPY
+        assert psycopg_connection is not None  # a connection in use always has one
         try:
-            with conn.connection.cursor() as cursor, cursor.copy(sql) as copy:
+            with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
                 for row in rows:
                     copy.write_row(row)
         except dbapi.Error as error:  # as SQLAlchemy raises the driver's errors
