@@ -491,7 +491,7 @@ class ServerWriter:
 
     def _host(self, host: object) -> str | None:
         """`host` checked (each spelling once)."""
-        try:
+        try:  # not .get(): None is a checked host (none given)
             return self._hosts[host]
         except KeyError:
             checked = self._hosts[host] = check_host(host)
