@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -245,8 +245,9 @@ def ensure_pool(
 
 def record_seats(
     conn: Connection, pool_id: int, seats: int | None, *, at: datetime, origin: str
-) -> None:
-    """Note that `pool_id` has `seats` (None: unknown) from `at` on (its seat history)."""
+) -> bool:
+    """Note that `pool_id` has `seats` (None: unknown) from `at` on (its seat history); False
+    when its history already had them then."""
     at = clock.current_db_time(at)
     latest = conn.execute(
         sa.select(pool_seats_t.c.seats, pool_seats_t.c.valid_from)
@@ -255,17 +256,75 @@ def record_seats(
         .limit(1)
     ).first()
     if latest is not None and latest.seats == seats:
-        return
+        return False
     if latest is not None and latest.valid_from == at:
         conn.execute(
             sa.update(pool_seats_t)
             .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from == at)
             .values(seats=seats, origin=origin)
         )
-        return
+        return True
     conn.execute(
         sa.insert(pool_seats_t).values(pool_id=pool_id, valid_from=at, seats=seats, origin=origin)
     )
+    return True
+
+
+def forget_seats(
+    conn: Connection,
+    pool_id: int,
+    *,
+    after: datetime,
+    origin: str,
+    keep: Collection[tuple[datetime, int | None]] = (),
+) -> None:
+    """Remove the entries of `pool_id`'s seat history noted by `origin` after `after`, except
+    those of `keep` ((from when, seats), naive UTC): counts foreseen (a license file's expiries)
+    that a newer source supersedes."""
+    p = pool_seats_t
+    rows = conn.execute(
+        sa.select(p.c.id, p.c.valid_from, p.c.seats).where(
+            p.c.pool_id == pool_id,
+            p.c.valid_from > clock.current_db_time(after),
+            p.c.origin == origin,
+        )
+    ).all()
+    kept = {(clock.current_db_time(at), seats) for at, seats in keep}
+    gone = [
+        row.id for row in rows if (clock.current_db_time(row.valid_from), row.seats) not in kept
+    ]
+    if gone:
+        conn.execute(sa.delete(p).where(p.c.id.in_(gone)))
+
+
+def seat_history_of(
+    conn: Connection, pool_ids: Sequence[int]
+) -> dict[int, list[tuple[datetime, int | None]]]:
+    """Each pool's seat history: (from when, seats) in order."""
+    history: dict[int, list[tuple[datetime, int | None]]] = {pool_id: [] for pool_id in pool_ids}
+    rows = conn.execute(
+        sa.select(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from, pool_seats_t.c.seats)
+        .where(pool_seats_t.c.pool_id.in_(list(pool_ids)))
+        .order_by(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from)
+    )
+    for row in rows:
+        history[row.pool_id].append((row.valid_from, row.seats))
+    return history
+
+
+def refresh_pool_seats(conn: Connection, pool_id: int) -> None:
+    """Set the pool's seats to the ones its history has in force now (after a change of its
+    history at a past moment, which must not overwrite a later known count)."""
+    now = conn.execute(
+        sa.select(pool_seats_t.c.seats)
+        .where(
+            pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from <= clock.current_db_time()
+        )
+        .order_by(pool_seats_t.c.valid_from.desc())
+        .limit(1)
+    ).first()
+    if now is not None:
+        conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=now.seats))
 
 
 @store_operation

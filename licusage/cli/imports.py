@@ -16,7 +16,9 @@ from ..sources import rlmstat
 from ..sources.files import ImportResult
 from ..sources.flexlm_log import import_flexlm_log
 from ..sources.lmstat import import_lmstat
-from ..sources.mapping import read_mapping
+from ..sources.lmstat_info import WHAT as LMSTAT_I
+from ..sources.lmstat_info import import_lmstat_i
+from ..sources.mapping import FeatureMap, read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
 from ..sources.rlm_log import import_rlm_log
 from ..sources.rlmstat import import_rlmstat
@@ -86,6 +88,7 @@ _log_command(
     import_flexlm_log,
     """Import FlexLM debug logs (lmgrd -l); again later to add what the log gained.
 
+    \b
     Example:
       licusage import flexlm-log /var/log/lmgrd.log --server cad1 --timezone Europe/Paris
     """,
@@ -95,6 +98,7 @@ _log_command(
     import_rlm_log,
     """Import RLM report logs (an ISV server's REPORTLOG); again later to add what they gained.
 
+    \b
     Example:
       licusage import rlm-log /var/rlm/acme.rl --server rlm1 --timezone Europe/Paris
     """,
@@ -130,6 +134,35 @@ def _parse_at(value: str | None) -> datetime | None:
     return clock.to_utc(parsed)
 
 
+def _listing_options(at_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """FILE, --server, --at (described by `at_help`), --map, --timezone and --db: the options
+    of every import of one server listing."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(
+            (
+                click.argument("file", metavar="FILE"),
+                click.option("--server", required=True, metavar="NAME", help=SERVER_HELP),
+                click.option("--at", "at", metavar="TIME", help=at_help),
+                click.option("--map", "mapping", metavar="FILE", help=MAP_HELP),
+                click.option("--timezone", metavar="TZ", help=TZ_HELP),
+                db_option,
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _listing_input(
+    file: str, what: str, mapping: str | None, at: str | None
+) -> tuple[str, FeatureMap, datetime | None]:
+    """A listing's text (FILE, or - for standard input), its feature mapping and its --at."""
+    text = sys.stdin.read() if file == "-" else read_text(file, what)
+    return text, read_mapping(mapping), _parse_at(at)
+
+
 @dataclass(frozen=True)
 class _Status:
     """A server status command's output format: the tool's name, what its output is called in
@@ -148,12 +181,7 @@ def _snapshot_command(name: str, status: _Status, help_text: str) -> None:
     """Add ``licusage import NAME FILE --server NAME [--at TIME]`` for `status`'s output."""
 
     @import_group.command(name, help=help_text)
-    @click.argument("file", metavar="FILE")
-    @click.option("--server", required=True, metavar="NAME", help=SERVER_HELP)
-    @click.option("--at", "at", metavar="TIME", help=AT_HELP)
-    @click.option("--map", "mapping", metavar="FILE", help=MAP_HELP)
-    @click.option("--timezone", metavar="TZ", help=TZ_HELP)
-    @db_option
+    @_listing_options(AT_HELP)
     def command(
         file: str,
         server: str,
@@ -162,9 +190,7 @@ def _snapshot_command(name: str, status: _Status, help_text: str) -> None:
         timezone: str | None,
         db_url: str | None,
     ) -> None:
-        text = sys.stdin.read() if file == "-" else read_text(file, status.what)
-        feature_map = read_mapping(mapping)
-        when = _parse_at(at)
+        text, feature_map, when = _listing_input(file, status.what, mapping, at)
         with opened_store(db_url) as engine:
             try:
                 result = status.importer(
@@ -189,6 +215,7 @@ _snapshot_command(
 
     A server reported down changes nothing (exit code 1).
 
+    \b
     Example:
       lmutil lmstat -a -c 27000@lic1 > now.txt && licusage import lmstat now.txt --server lic1
     """,
@@ -200,10 +227,56 @@ _snapshot_command(
 
     The rlm server or an ISV server reported down changes nothing (exit code 1).
 
+    \b
     Example:
       rlmutil rlmstat -a -c 5053@rlm1 > now.txt && licusage import rlmstat now.txt --server rlm1
     """,
 )
+
+
+@import_group.command("lmstat-i")
+@_listing_options("From when the license file's seats count (ISO 8601; default: now).")
+def lmstat_i_command(
+    file: str,
+    server: str,
+    at: str | None,
+    mapping: str | None,
+    timezone: str | None,
+    db_url: str | None,
+) -> None:
+    """Record the seats of an lmutil lmstat -i listing (FILE, or - for standard input): each
+    feature's unexpired licenses from --at on, and the drops as they expire; the seats a debug
+    log alone does not know.
+
+    \b
+    Example (seats for a log that starts on 30 March 2016, Paris time):
+      lmutil lmstat -i -c 27000@lic1 > file.txt
+      licusage import lmstat-i file.txt --server lic1 --at 2016-03-29 --timezone Europe/Paris
+    """
+    text, feature_map, when = _listing_input(file, LMSTAT_I, mapping, at)
+    with opened_store(db_url) as engine:
+        result = import_lmstat_i(
+            engine,
+            text,
+            server=server,
+            source=file,
+            at=when,
+            timezone=timezone,
+            mapping=feature_map,
+        )
+    click.echo(
+        f"Seats from {result.at:%Y-%m-%d %H:%M} UTC: {result.features} features, "
+        f"{result.seats_changed} seat counts changed"
+        + (
+            f", {len(result.expired)} expired ({', '.join(result.expired)})"
+            if result.expired
+            else ""
+        )
+        + (f", {len(result.uncounted)} uncounted" if result.uncounted else "")
+        + "."
+    )
+    for moment, features in result.drops:
+        click.echo(f"  from {moment:%Y-%m-%d %H:%M} UTC fewer seats of: {', '.join(features)}")
 
 
 @click.group("poll")
@@ -219,6 +292,7 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
 
     A failed or hanging command, or a server reported down, changes nothing; the poll goes on.
 
+    \b
     Example:
       licusage poll {name} --server {server_name} --command "{example}" --every 1m
     """
