@@ -113,13 +113,14 @@ def parse(text: str, *, source: str) -> list[Increment]:
 def seats_on(increments: list[Increment], day: date) -> dict[str, int | None]:
     """Each feature's seats on `day`: the licenses of its increments not expired by then (None:
     the feature has an uncounted increment)."""
-    seats: dict[str, int | None] = {}
+    seats: dict[str, int] = {}
     uncounted = set()
     for inc in increments:
+        seats.setdefault(inc.feature, 0)
         if inc.licenses is None:
             uncounted.add(inc.feature)
-        valid = inc.licenses is not None and (inc.expires is None or inc.expires >= day)
-        seats[inc.feature] = (seats.get(inc.feature) or 0) + (inc.licenses or 0 if valid else 0)
+        elif inc.expires is None or inc.expires >= day:
+            seats[inc.feature] += inc.licenses
     return {feature: None if feature in uncounted else n for feature, n in seats.items()}
 
 
