@@ -243,21 +243,29 @@ def ensure_pool(
     return pool_id
 
 
+def _seats_in_force(
+    conn: Connection, pool_id: int, at: datetime
+) -> tuple[int | None, datetime] | None:
+    """The entry of `pool_id`'s seat history in force at `at`: (seats, from when), if any."""
+    row = conn.execute(
+        sa.select(pool_seats_t.c.seats, pool_seats_t.c.valid_from)
+        .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from <= at)
+        .order_by(pool_seats_t.c.valid_from.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.seats, row.valid_from)
+
+
 def record_seats(
     conn: Connection, pool_id: int, seats: int | None, *, at: datetime, origin: str
 ) -> bool:
     """Note that `pool_id` has `seats` (None: unknown) from `at` on (its seat history); False
     when its history already had them then."""
     at = clock.current_db_time(at)
-    latest = conn.execute(
-        sa.select(pool_seats_t.c.seats, pool_seats_t.c.valid_from)
-        .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from <= at)
-        .order_by(pool_seats_t.c.valid_from.desc())
-        .limit(1)
-    ).first()
-    if latest is not None and latest.seats == seats:
+    latest = _seats_in_force(conn, pool_id, at)
+    if latest is not None and latest[0] == seats:
         return False
-    if latest is not None and latest.valid_from == at:
+    if latest is not None and latest[1] == at:
         conn.execute(
             sa.update(pool_seats_t)
             .where(pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from == at)
@@ -277,10 +285,10 @@ def forget_seats(
     after: datetime,
     origin: str,
     keep: Collection[tuple[datetime, int | None]] = (),
-) -> None:
+) -> int:
     """Remove the entries of `pool_id`'s seat history noted by `origin` after `after`, except
     those of `keep` ((from when, seats), naive UTC): counts foreseen (a license file's expiries)
-    that a newer source supersedes."""
+    that a newer source supersedes. How many were removed."""
     p = pool_seats_t
     rows = conn.execute(
         sa.select(p.c.id, p.c.valid_from, p.c.seats).where(
@@ -295,36 +303,15 @@ def forget_seats(
     ]
     if gone:
         conn.execute(sa.delete(p).where(p.c.id.in_(gone)))
-
-
-def seat_history_of(
-    conn: Connection, pool_ids: Sequence[int]
-) -> dict[int, list[tuple[datetime, int | None]]]:
-    """Each pool's seat history: (from when, seats) in order."""
-    history: dict[int, list[tuple[datetime, int | None]]] = {pool_id: [] for pool_id in pool_ids}
-    rows = conn.execute(
-        sa.select(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from, pool_seats_t.c.seats)
-        .where(pool_seats_t.c.pool_id.in_(list(pool_ids)))
-        .order_by(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from)
-    )
-    for row in rows:
-        history[row.pool_id].append((row.valid_from, row.seats))
-    return history
+    return len(gone)
 
 
 def refresh_pool_seats(conn: Connection, pool_id: int) -> None:
     """Set the pool's seats to the ones its history has in force now (after a change of its
     history at a past moment, which must not overwrite a later known count)."""
-    now = conn.execute(
-        sa.select(pool_seats_t.c.seats)
-        .where(
-            pool_seats_t.c.pool_id == pool_id, pool_seats_t.c.valid_from <= clock.current_db_time()
-        )
-        .order_by(pool_seats_t.c.valid_from.desc())
-        .limit(1)
-    ).first()
+    now = _seats_in_force(conn, pool_id, clock.current_db_time())
     if now is not None:
-        conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=now.seats))
+        conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=now[0]))
 
 
 @store_operation

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from .. import clock
-from ..catalog import forget_seats, record_seats, refresh_pool_seats, seat_history_of
+from ..catalog import forget_seats, record_seats, refresh_pool_seats
 from ..db import store_operation, write
 from ..errors import InvalidInput
 from .mapping import FeatureMap
@@ -159,7 +159,6 @@ def import_lmstat_i(
         writer = ServerWriter(conn, server, "flexlm", mapping)
         pool_of = {feature: writer.pool_id(feature) for feature in seats}
         pools = sorted(set(pool_of.values()))
-        before = seat_history_of(conn, pools)
         planned: dict[int, list[tuple[datetime, int]]] = {pool_id: [] for pool_id in pools}
         previous = seats
         for moment, on_day in changes:
@@ -176,13 +175,11 @@ def import_lmstat_i(
                 result.drops.append((clock.to_utc(moment), dropped))
             previous = counts
         for pool_id, entries in planned.items():
-            forget_seats(conn, pool_id, after=when, origin=foreseen, keep=entries)
+            changed = forget_seats(conn, pool_id, after=when, origin=foreseen, keep=entries) > 0
             for moment, count in entries:
                 kind = origin if moment == when else foreseen
-                record_seats(conn, pool_id, count, at=moment, origin=kind)
-        after = seat_history_of(conn, pools)
-        result.seats_changed = sum(before[p] != after[p] for p in pools)
-        for pool_id in pools:
+                changed |= record_seats(conn, pool_id, count, at=moment, origin=kind)
+            result.seats_changed += changed
             refresh_pool_seats(conn, pool_id)
     return result
 
