@@ -207,14 +207,13 @@ def ensure_pool(
     values: Mapping[str, object],
     *,
     origin: str,
-    at: datetime | None = None,
 ) -> int:
     """Create or update a pool inside the caller's transaction; its id.
 
     `values` are column values of ``license_pools``; a change of ``seats`` (or a new pool)
-    adds an entry to the seat history, in force from `at` (default now), noting `origin`.
+    adds an entry to the seat history, in force from now, noting `origin`.
     """
-    when = clock.current_db_time(at)
+    when = clock.current_db_time()
     product_id = _get_or_create(conn, products_t, product)
     type_id = _get_or_create(conn, types_t, license_type, kind=_kind_for(license_type))
     existing = conn.execute(
@@ -306,12 +305,14 @@ def forget_seats(
     return len(gone)
 
 
-def refresh_pool_seats(conn: Connection, pool_id: int) -> None:
-    """Set the pool's seats to the ones its history has in force now (after a change of its
-    history at a past moment, which must not overwrite a later known count)."""
-    now = _seats_in_force(conn, pool_id, clock.current_db_time())
-    if now is not None:
-        conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=now[0]))
+def refresh_pool_seats(conn: Connection, pool_id: int, *, at: datetime | None = None) -> None:
+    """Set the pool's seats to the ones its history has in force now, or at `at` if that is
+    later, after a change of its history at `at`: a count seen in the past must not overwrite
+    a later one, and one seen "ahead" (a server's clock or time zone off) is today's."""
+    when = max(clock.current_db_time(), clock.current_db_time(at))
+    in_force = _seats_in_force(conn, pool_id, when)
+    if in_force is not None:
+        conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=in_force[0]))
 
 
 @store_operation

@@ -89,6 +89,34 @@ def test_a_snapshot_then_the_next(engine):
     ]
 
 
+def test_an_earlier_snapshot_imported_later_keeps_the_seats_known_since(engine, tmp_path):
+    _import(engine, "lmstat-2.txt")  # 12 solver seats from 10:30
+    earlier = tmp_path / "lmstat-0945.txt"
+    text = (FIXTURES / "lmstat-2.txt").read_text()
+    earlier.write_text(text.replace("3/2/2026 10:30", "3/2/2026 9:45").replace("of 12 ", "of 10 "))
+    result = import_lmstat(engine, earlier.read_text(), server="lic1")
+    assert result.seats_changed == 2  # solver 10 and mesher 3, both unknown at 9:45 until now
+    assert _usage(engine)["solver"][0] == 12  # today's seats are still the later count
+    history = catalog.seat_history(engine)
+    solver = history[history["product"] == "solver"]
+    assert solver["valid_from"].dt.strftime("%H:%M").tolist() == ["09:45", "10:30"]
+    assert solver["seats"].tolist() == [10, 12]
+    # an earlier count equal to today's is still a fact of its moment, noted once
+    same = tmp_path / "lmstat-0930.txt"
+    same.write_text(text.replace("3/2/2026 10:30", "3/2/2026 9:30"))
+    assert import_lmstat(engine, same.read_text(), server="lic1").seats_changed == 2
+    assert import_lmstat(engine, same.read_text(), server="lic1").seats_changed == 0
+    history = catalog.seat_history(engine)
+    assert history[history["product"] == "solver"]["seats"].tolist() == [12, 10, 12]
+    assert _usage(engine)["solver"][0] == 12
+
+
+def test_a_snapshot_stamped_ahead_of_our_clock_gives_todays_seats(engine, frozen):
+    _import(engine, "lmstat-1.txt")  # 10:00, as the frozen clock
+    _import(engine, "lmstat-2.txt")  # 10:30: the server's clock runs 30 minutes fast
+    assert _usage(engine)["solver"][0] == 12
+
+
 def test_a_server_that_is_down_changes_nothing(engine):
     _import(engine, "lmstat-1.txt")
     before = store_checksum(engine)

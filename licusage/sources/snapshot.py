@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .. import clock
-from ..catalog import ensure_pool, read_catalog
+from ..catalog import record_seats, refresh_pool_seats
 from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
 from ..models import queued_t, reservations_t
@@ -137,18 +137,9 @@ def reconcile(
             listed_in_use = snapshot.listed_in_use(feature)
             if listed_in_use != status.in_use:
                 result.mismatched[feature] = (status.in_use, listed_in_use)
-    pools = {p.id: p for p in read_catalog(conn).pools}
     for pool_id, seats in issued.items():
-        pool = pools[pool_id]
-        if pool.seats != seats:
-            ensure_pool(
-                conn,
-                pool.product,
-                pool.license_type,
-                {"seats": seats},
-                origin=f"{snapshot.tool} {server}",
-                at=at,
-            )
+        if record_seats(conn, pool_id, seats, at=at, origin=f"{snapshot.tool} {server}"):
+            refresh_pool_seats(conn, pool_id, at=at)
             result.seats_changed += 1
     listed = {_key(c): c for c in snapshot.checkouts}
     open_now = {
