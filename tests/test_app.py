@@ -174,6 +174,47 @@ def test_seat_gauges_show_use_and_filter_on_click(sqlite_engine, ids, notes):
     assert tab.options.product_inputs[RO].value == [catalog.CONCURRENT_USER]
 
 
+def test_a_few_products_show_their_filters_and_gauges_unfolded(sqlite_engine, ids, notes):
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    assert tab.options.types_fold not in tab.options.__panel__().objects
+    assert tab.seats.seats_fold not in tab.seats.__panel__().objects
+    assert tab.options.product_inputs[CM] in tab.options._layout.objects
+
+
+def test_many_products_fold_their_filters_and_gauges_behind_a_summary(sqlite_engine, frozen, notes):
+    from licusage.app.views import MANY_POOLS, MANY_PRODUCTS
+
+    products = [f"tool {n}" for n in range(MANY_PRODUCTS)] + ["R&D <beta>"]
+    for product in products:
+        catalog.add_pool(sqlite_engine, product, catalog.CONCURRENT_USER, 4)
+        catalog.add_pool(sqlite_engine, product, catalog.NAMED_USER, 1)
+    catalog.add_pool(sqlite_engine, "unknown seats", catalog.CONCURRENT_USER, None)
+    assert 2 * len(products) + 1 > MANY_POOLS
+    for user in ("ana", "bo", "cy"):  # 3 of 4: busy
+        sessions.login(sqlite_engine, user, {"tool 0": catalog.CONCURRENT_USER})
+    for user in ("dee", "eve", "fay", "gus"):  # 4 of 4: nearly full
+        sessions.login(sqlite_engine, user, {"tool 1": catalog.CONCURRENT_USER})
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    options, seats = tab.options, tab.seats
+    assert options.types_fold in options.__panel__().objects
+    assert options.types_fold.collapsed
+    assert not any(w in options._layout.objects for w in options.product_inputs.values())
+    assert options.types_fold.title == "License types of 8 products"
+    assert seats.__panel__().objects == [seats.seats_fold]
+    assert seats.seats_fold.collapsed
+    assert seats.seats_fold.title == "Seats of 15 pools: 1 nearly full, 1 busy, 1 seats unknown"
+    # a gauge's click filters, the fold's title says which product's types are chosen (as text)
+    seats.buttons[("R&D <beta>", catalog.CONCURRENT_USER)].clicks += 1
+    assert options.types_fold.title == (
+        "License types of 8 products · chosen for R&amp;D &lt;beta&gt;"
+    )
+    for product in products[:4]:
+        options.product_inputs[product].value = [catalog.NAMED_USER]
+    assert options.types_fold.title.endswith("chosen for tool 0, tool 1, tool 2 and 2 more")
+
+
 class SeatsLevel:
     @staticmethod
     def of(in_use: int, seats: int) -> str:

@@ -152,3 +152,36 @@ def test_the_charts_stop_at_now(store, frozen):
     assert view.concurrency[(CM, CU)].iloc[-1] == 2  # the hour under way, so far
     curve = view.plots[0].object.Curve.In_use
     assert curve.dimension_values(0).max() <= pd.Timestamp("2026-03-02 10:20").to_datetime64()
+
+
+def test_a_pool_of_unknown_seats_is_drawn_without_a_seat_line(store, frozen):
+    # a FlexLM debug log's features: seats unknown until an lmstat says them
+    frozen.set(DAY)
+    catalog.add_pool(store, "solver", "Floating", None)
+    result = sessions.login(store, "dora", {"solver": "Floating"}, at=DAY + timedelta(hours=8))
+    sessions.end(store, result.session_id, at=DAY + timedelta(hours=12))
+    frozen.set(DAY + timedelta(days=5))
+    view = _view(store)
+    assert view.last_error == ""
+    overlays = {o.opts.get().kwargs["title"]: o for o in (pane.object for pane in view.plots)}
+    solver = overlays["solver / Floating (seats unknown)"]
+    assert "HLine" not in solver.children
+    assert solver.Curve.In_use.dimension_values(1).max() == 1
+    assert overlays[f"{CM} / {CU}"].HLine.Seats.data == 2
+    row = view.table.value.set_index("Pool").loc["solver / Floating"]
+    assert pd.isna(row["Seats"])
+    assert row["Peak in use"] == 1
+    assert "**1** of 3 pools reached their seat count (1 of unknown seats)." in view.summary.object
+
+
+def test_a_fault_in_drawing_is_a_notification_not_a_blank_tab(store, monkeypatch):
+    notes = []
+    view = UtilisationView(store, zone=UTC, first_day=date(2026, 3, 2), last_day=date(2026, 3, 3))
+    view.notices_to = lambda level, message: notes.append((level, message))
+
+    def broken(data):
+        raise TypeError("a drawing bug")
+
+    monkeypatch.setattr(view, "draw", broken)
+    assert view.refresh() is False
+    assert notes == [("error", "Utilisation: unexpected error (TypeError)")]

@@ -154,8 +154,7 @@ class StoreView(Viewer, Notices):
             data = self.read()
         except Exception as error:
             return self._failed(error)
-        self._shown(data)
-        return True
+        return self._shown(data)
 
     async def refresh_async(self) -> bool:
         """:meth:`refresh` with the read in a worker thread and the loading indicator on; drawn
@@ -175,8 +174,7 @@ class StoreView(Viewer, Notices):
             self.layout.loading = False
             if error is not None:
                 return self._failed(error)
-            self._shown(data)
-            return True
+            return self._shown(data)
 
         return await in_document(draw)
 
@@ -189,9 +187,13 @@ class StoreView(Viewer, Notices):
         self.draw_failure(error)
         return False
 
-    def _shown(self, data: Any) -> None:
+    def _shown(self, data: Any) -> bool:
         self.last_error = ""
-        self.draw(data)
+        try:
+            self.draw(data)
+        except Exception as error:  # a fault in drawing: a notification, not a blank tab
+            return self._failed(error)
+        return True
 
     @param.depends()  # evaluated once, when first drawn
     def _first_draw(self) -> Viewable:

@@ -46,7 +46,7 @@ def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
                 analytics.pool_label(p, t)
                 for p, t in zip(peaks["product"], peaks["license_type"], strict=True)
             ],
-            "seats": peaks["seats"].to_numpy(),
+            "seats": peaks["seats"].astype("Int64").array,  # unknown seats: shown as "-"
             "peak": peaks["peak"].to_numpy(),
             "peak_at": peak_at.fillna("").astype(object).to_numpy(),
             "p95": peaks["p95"].to_numpy(),
@@ -58,9 +58,10 @@ def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
 
 
 def concurrency_plots(
-    concurrency: pd.DataFrame, seats: dict[tuple[str, str], int], zone: tzinfo | None
+    concurrency: pd.DataFrame, seats: dict[tuple[str, str], int | None], zone: tzinfo | None
 ) -> list[hv.Overlay]:
-    """One small plot per pool: the peak in use per bucket (a step line) under its seats (red)."""
+    """One small plot per pool: the peak in use per bucket (a step line) under its seats (red;
+    none when `seats` has them unknown, which the title says)."""
     target = viewer_zone(zone)
     local = pd.DatetimeIndex(concurrency.index).tz_convert(target).tz_localize(None)
     plots = []
@@ -71,10 +72,15 @@ def concurrency_plots(
         curve = hv.Curve(frame, "time", "in use", label="in use").opts(
             interpolation="steps-post", color="#1f77b4", tools=["hover"]
         )
-        owned = hv.HLine(seats.get(pool, 0), label="seats").opts(color="red", line_dash="dashed")
+        owned = seats.get(pool)
+        if owned is None:
+            plot, title = hv.Overlay([curve]), f"{label} (seats unknown)"
+        else:
+            line = hv.HLine(owned, label="seats").opts(color="red", line_dash="dashed")
+            plot, title = curve * line, label
         plots.append(
-            (curve * owned).opts(
-                title=label, width=460, height=200, xlabel="", ylabel="seats", show_legend=False
+            plot.opts(
+                title=title, width=460, height=200, xlabel="", ylabel="seats", show_legend=False
             )
         )
     return plots
@@ -128,7 +134,7 @@ class UtilisationView(DayRangeView):
 
     def __init__(self, engine: Engine, *, zone: tzinfo | None = None, **params: Any) -> None:
         super().__init__(engine, zone=zone, **params)
-        self._seats: dict[tuple[str, str], int] = {}
+        self._seats: dict[tuple[str, str], int | None] = {}
         self._pools: dict[str, tuple[str, str]] = {}
         self.resolution = pn.widgets.Select(
             label="Resolution", options=RESOLUTIONS, value=self.freq, width=140
@@ -194,7 +200,7 @@ class UtilisationView(DayRangeView):
         """Draw the plots, the peaks table, the heat map and the summary line."""
         concurrency, peaks, week = data
         self._seats = {
-            (p, t): int(s)
+            (p, t): None if pd.isna(s) else int(s)
             for p, t, s in zip(peaks["product"], peaks["license_type"], peaks["seats"], strict=True)
         }
         self._pools = {
@@ -220,10 +226,12 @@ class UtilisationView(DayRangeView):
             self.pool = labels[0] if labels else ""
         self._draw_heat_map()
         first, last = sorted((self.first_day, self.last_day))
-        full = int((peaks["peak"] >= peaks["seats"]).sum()) if len(peaks) else 0
+        seats = peaks["seats"].astype("Int64")
+        full = int((peaks["peak"] >= seats).sum()) if len(peaks) else 0
+        unknown = int(seats.isna().sum())
         self.summary.object = (
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: **{full}** of {len(peaks)} pools reached "
-            "their seat count."
+            "their seat count" + (f" ({unknown} of unknown seats)." if unknown else ".")
         )
 
     def _draw_heat_map(self) -> None:

@@ -29,6 +29,10 @@ REFRESH_CHOICES = {"off": 0, "10 s": 10, "1 min": 60}  # auto-refresh label -> s
 EMPTY = "No active sessions match"
 # a text input that reads as editable: white, with a visible border, placeholder in grey
 INPUT_CSS = [":host input { background-color: white; border-color: #adb5bd; }"]
+# a license server has dozens of features: past these, the per-product license-type filters
+# and the seat gauges fold away behind a summary (the table stays in sight, on a phone too)
+MANY_PRODUCTS = 6
+MANY_POOLS = 12
 
 
 class OptionsView(Viewer):
@@ -68,9 +72,16 @@ class OptionsView(Viewer):
         ex.param.watch(self._show_code, ["user", "host", "license_types", "idle_over", "products"])
         self._show_code()
         self._layout = pn.FlexBox(sizing_mode="stretch_width", align_items="flex-end")
+        self.types_fold = pn.Card(
+            title="License types",
+            collapsed=True,
+            sizing_mode="stretch_width",
+            margin=(5, 10),
+            header_background="#f8f9fa",
+        )
+        self._panel = pn.Column(sizing_mode="stretch_width")
         self._build_products()
         self._show_filters()
-        self._panel = pn.Column(self._layout, self.code, sizing_mode="stretch_width")
 
     def _show_code(self, *_: Any) -> None:
         """Echo the filter the server holds, as the notebook call that gives the same rows,
@@ -110,13 +121,31 @@ class OptionsView(Viewer):
             )
             widget.param.watch(lambda e, p=product: self._types_changed(p, e.new), "value")
             self.product_inputs[product] = widget
+        inputs = list(self.product_inputs.values())
+        folded = len(inputs) > MANY_PRODUCTS
+        inline = [] if folded else inputs
         self._layout.objects = [
             self.user_input,
-            *self.product_inputs.values(),
+            *inline,
             self.host_input,
             self.idle_select,
             self.run_button,
         ]
+        self.types_fold.objects = (
+            [pn.FlexBox(*inputs, sizing_mode="stretch_width")] if folded else []
+        )
+        shown = [self._layout, self.types_fold] if folded else [self._layout]
+        self._panel.objects = [*shown, self.code]
+        self._title_fold()
+
+    def _title_fold(self) -> None:
+        """The folded filters' title (HTML): how many products, which have types chosen."""
+        chosen = [p for p in self.product_inputs if self._ex.license_types.get(p)]
+        title = f"License types of {len(self.product_inputs)} products"
+        if chosen:
+            more = f" and {len(chosen) - 3} more" if len(chosen) > 3 else ""
+            title += f" · chosen for {escaped(', '.join(chosen[:3]))}{more}"
+        self.types_fold.title = title
 
     def _show_filters(self, *_: Any) -> None:
         """Reflect filters changed elsewhere (a seat gauge, the URL) in the widgets."""
@@ -136,6 +165,7 @@ class OptionsView(Viewer):
             if options != self.idle_select.options:
                 self.idle_select.options = options
             self.idle_select.value = ex.idle_over
+            self._title_fold()
         finally:
             self._syncing = False
 
@@ -157,6 +187,14 @@ class SeatsView(Viewer):
         super().__init__(**params)
         self._ex: SessionExplorer = params["explorer"]
         self._cards = pn.FlexBox(sizing_mode="stretch_width")
+        self.seats_fold = pn.Card(
+            title="Seats",
+            collapsed=True,
+            sizing_mode="stretch_width",
+            margin=(5, 10),
+            header_background="#f8f9fa",
+        )
+        self._panel = pn.Column(sizing_mode="stretch_width")
         self.buttons: dict[tuple[str, str], pn.widgets.Button] = {}
         self._gauges: dict[tuple[str, str], tuple[pn.indicators.Progress, Any]] = {}
         self.on_filter: list[Callable[[], None]] = []  # called after a click filtered the table
@@ -199,11 +237,16 @@ class SeatsView(Viewer):
         if keys != list(self.buttons):
             self.buttons, self._gauges = {}, {}
             self._cards.objects = [self._card(*key) for key in keys]
+            folded = len(keys) > MANY_POOLS
+            self.seats_fold.objects = [self._cards] if folded else []
+            self._panel.objects = [self.seats_fold if folded else self._cards]
+        levels: dict[str, int] = {}
         for key, pool in zip(keys, records, strict=True):
             in_use, known = int(pool["in_use"]), not pd.isna(pool["seats"])
             seats = int(pool["seats"]) if known else 0
             denied = int(pool["denials_today"])
             level = self.level(in_use, seats) if known else "secondary"
+            levels[level] = levels.get(level, 0) + 1
             bar, line = self._gauges[key]
             bar.param.update(max=max(seats, 1), bar_color=level)
             bar.value = min(in_use, seats) if known else 0
@@ -216,6 +259,15 @@ class SeatsView(Viewer):
                 value=f"<b>{in_use:,}</b> {of_seats}{denials}",
                 css_classes=[f"seats-{level}"],
             )
+        self.seats_fold.title = self.summary(len(keys), levels)
+
+    @staticmethod
+    def summary(pools: int, levels: dict[str, int]) -> str:
+        """The folded gauges' title: how many pools, and how many of them are nearly full,
+        busy or of unknown seats (`levels`: :meth:`level` or ``secondary`` -> pools)."""
+        words = {"danger": "nearly full", "warning": "busy", "secondary": "seats unknown"}
+        counts = [f"{levels[level]:,} {word}" for level, word in words.items() if levels.get(level)]
+        return f"Seats of {pools:,} pools" + (f": {', '.join(counts)}" if counts else "")
 
     def _card(self, product: str, license_type: str) -> pn.Column:
         button = pn.widgets.Button(
@@ -240,7 +292,7 @@ class SeatsView(Viewer):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return self._cards
+        return self._panel
 
 
 def text(value: str = "", **params: Any) -> pn.widgets.StaticText:
