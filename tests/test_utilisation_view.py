@@ -185,3 +185,42 @@ def test_a_fault_in_drawing_is_a_notification_not_a_blank_tab(store, monkeypatch
     monkeypatch.setattr(view, "draw", broken)
     assert view.refresh() is False
     assert notes == [("error", "Utilisation: unexpected error (TypeError)")]
+
+
+def test_past_twelve_pools_the_busiest_are_plotted_and_the_rest_a_choice_away(store, frozen):
+    from licusage.app.views import MANY_POOLS
+
+    frozen.set(DAY)
+    tools = [f"tool {n:02d}" for n in range(MANY_POOLS)]
+    for n, tool in enumerate(tools):
+        catalog.add_pool(store, tool, CU, 10)
+        for user in range(n):  # tool n: n of 10 seats in use, 08:00 to 09:00
+            login = sessions.login(store, f"u{user}", {tool: CU}, at=DAY + timedelta(hours=8))
+            sessions.end(store, login.session_id, at=DAY + timedelta(hours=9))
+    catalog.add_pool(store, "expired", CU, 0)  # 0 of 0 seats: "full", but of no interest
+    frozen.set(DAY + timedelta(days=5))
+    view = _view(store)
+    labels = [f"{CM} / {CU}", f"{RO} / {CU}", *(f"{tool} / {CU}" for tool in tools)]
+    labels.append(f"expired / {CU}")
+    assert view.plotted.visible
+    assert view.plotted.options == labels
+    # by share of seats at the peak: CM 2 of 2, tool 10 and 11 10 of 10 (the 11th login was
+    # denied), tool 09 9 of 10 ... tool 02 2 of 10, RO 1 of 5; tool 01 (1 of 10), tool 00 and
+    # expired (never used) are left out
+    expected = [f"{CM} / {CU}", f"{RO} / {CU}", *(f"{tool} / {CU}" for tool in tools[2:])]
+    assert len(expected) == MANY_POOLS
+    assert view.plotted.value == expected
+    titles = [pane.object.opts.get().kwargs["title"] for pane in view.plots]
+    assert titles == expected
+    assert len(view.table.value) == len(labels)  # the peaks table has every pool
+    view.plotted.value = [*expected, f"{tools[1]} / {CU}"]
+    titles = [pane.object.opts.get().kwargs["title"] for pane in view.plots]
+    assert titles == [*expected[:2], f"{tools[1]} / {CU}", *expected[2:]]
+    view.resolution.value = RESOLUTIONS["Daily"]  # a new read keeps the choice
+    assert len(view.plots) == MANY_POOLS + 1
+
+
+def test_a_few_pools_are_all_plotted_without_a_choice(store):
+    view = _view(store)
+    assert not view.plotted.visible
+    assert len(view.plots) == 2

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from .. import analytics, clock
 from .format import viewer_zone
+from .views import MANY_POOLS
 from .window import DayRangeView
 
 RESOLUTIONS = {"15 minutes": "15min", "Hourly": "1h", "Daily": "1D"}
@@ -34,6 +35,29 @@ PEAK_HEADERS = {
     "share_near_full": "Time at ≥90% of seats",
 }
 TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def busiest(peaks: pd.DataFrame, count: int) -> list[tuple[str, str]]:
+    """The `count` pools of `peaks` used that came nearest their seats (time near full, then
+    peak share of seats; pools of unknown seats by their peak, after those), in `peaks`' order.
+    Pools never used come last: a pool of 0 seats that nobody used is "full" all the time."""
+    seats = peaks["seats"].astype("Float64")
+    ranked = pd.DataFrame(
+        {
+            "used": peaks["peak"] > 0,
+            "near": peaks["share_near_full"].astype("Float64").fillna(-1.0),
+            "share": (peaks["peak"] / seats.where(seats > 0)).fillna(-1.0),
+            "peak": peaks["peak"],
+        }
+    ).sort_values(["used", "near", "share", "peak"], ascending=False, kind="stable")
+    chosen = set(ranked.index[:count])
+    return [
+        (str(product), str(license_type))
+        for index, product, license_type in zip(
+            peaks.index, peaks["product"], peaks["license_type"], strict=True
+        )
+        if index in chosen
+    ]
 
 
 def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
@@ -140,6 +164,11 @@ class UtilisationView(DayRangeView):
             label="Resolution", options=RESOLUTIONS, value=self.freq, width=140
         )
         self.pool_select = pn.widgets.Select(label="Heat map pool", options=[], width=320)
+        # past MANY_POOLS pools only the busiest are plotted (each plot costs the browser a
+        # second or more to lay out); the others are a choice away
+        self.plotted = pn.widgets.MultiChoice(
+            label="Pools plotted", options=[], visible=False, sizing_mode="stretch_width"
+        )
         # one pane per pool (a Bokeh grid of plots collapses inside the stretching layout)
         self.plots = pn.FlexBox()
         self._plot_panes: dict[str, pn.pane.HoloViews] = {}
@@ -164,6 +193,7 @@ class UtilisationView(DayRangeView):
         self.heat = pn.pane.HoloViews(None, sizing_mode="stretch_width", max_width=920)
         self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
         self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
+        self.plotted.param.watch(lambda *_e: self._draw_plots(), "value")
         self.param.watch(lambda *_e: self.reload(), ["first_day", "last_day", "freq"])
         self.param.watch(lambda *_e: self._draw_heat_map(), ["pool"])
         self.layout = pn.Column(
@@ -176,6 +206,7 @@ class UtilisationView(DayRangeView):
             ),
             self.summary,
             pn.pane.Markdown("### Seats in use against seats owned"),
+            self.plotted,
             self.plots,
             pn.pane.Markdown("### Peaks"),
             self.table,
@@ -208,19 +239,15 @@ class UtilisationView(DayRangeView):
             for c in concurrency.columns
         }
         self.param.update(concurrency=concurrency, peaks=peaks, week=week)
-        panes = []
-        for label, plot in zip(
-            self._pools, concurrency_plots(concurrency, self._seats, self.zone), strict=True
-        ):
-            if label in self._plot_panes:  # update in place: replacing drawn panes can blank them
-                self._plot_panes[label].object = plot
-            else:
-                self._plot_panes[label] = pn.pane.HoloViews(plot, linked_axes=False)
-            panes.append(self._plot_panes[label])
-        if list(self.plots) != panes:
-            self.plots[:] = panes
-        self.table.value = peaks_table(peaks, self.zone)
         labels = list(self._pools)
+        many = len(labels) > MANY_POOLS
+        if self.plotted.options != labels:  # other pools: plot the busiest of them
+            labels_of = {pool: label for label, pool in self._pools.items()}
+            chosen = [labels_of[p] for p in busiest(peaks, MANY_POOLS) if p in labels_of]
+            self.plotted.param.update(options=labels, value=chosen if many else labels)
+        self.plotted.visible = many
+        self._draw_plots()
+        self.table.value = peaks_table(peaks, self.zone)
         self.pool_select.options = labels
         if self.pool not in self._pools:
             self.pool = labels[0] if labels else ""
@@ -233,6 +260,23 @@ class UtilisationView(DayRangeView):
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: **{full}** of {len(peaks)} pools reached "
             "their seat count" + (f" ({unknown} of unknown seats)." if unknown else ".")
         )
+
+    def _draw_plots(self) -> None:
+        """One plot per pool plotted, in the pools' order."""
+        if self.concurrency is None:
+            return
+        shown = [label for label in self._pools if label in self.plotted.value]
+        columns = [self._pools[label] for label in shown]
+        plots = concurrency_plots(self.concurrency[columns], self._seats, self.zone)
+        panes = []
+        for label, plot in zip(shown, plots, strict=True):
+            if label in self._plot_panes:  # update in place: replacing drawn panes can blank them
+                self._plot_panes[label].object = plot
+            else:
+                self._plot_panes[label] = pn.pane.HoloViews(plot, linked_axes=False)
+            panes.append(self._plot_panes[label])
+        if list(self.plots) != panes:
+            self.plots[:] = panes
 
     def _draw_heat_map(self) -> None:
         if self.pool_select.value != self.pool and self.pool in self._pools:

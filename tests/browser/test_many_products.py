@@ -90,4 +90,8 @@ def test_the_utilisation_tab_draws_pools_of_unknown_seats(server, browser_page):
     expect()(summary).to_contain_text("(5 of unknown seats)", timeout=120_000)
     row = page.locator(".tabulator-row", has_text="64300ACD_F / Floating")
     expect()(row.locator("[tabulator-field=Seats]")).to_have_text("-")
+    plotted = page.locator(".bk-input-group", has_text="Pools plotted")
+    expect()(plotted.locator(".choices__list--multiple .choices__item")).to_have_count(
+        12
+    )  # the busiest
     assert page.locator(".notyf__toast--error").count() == 0
