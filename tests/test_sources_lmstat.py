@@ -7,7 +7,7 @@ comment at each figure), never by the code under test.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +115,68 @@ def test_a_snapshot_stamped_ahead_of_our_clock_gives_todays_seats(engine, frozen
     _import(engine, "lmstat-1.txt")  # 10:00, as the frozen clock
     _import(engine, "lmstat-2.txt")  # 10:30: the server's clock runs 30 minutes fast
     assert _usage(engine)["solver"][0] == 12
+
+
+def test_the_analytics_count_reservations_in_use_while_listed(engine, frozen):
+    from licusage import analytics
+    from licusage.analytics import loading, usage
+
+    _import(engine, "lmstat-1.txt")  # 10:00: solver 4 + 3 out, 2 reserved: 9 in use, as printed
+    frozen.advance(minutes=30)
+    _import(engine, "lmstat-2.txt")  # 10:30: solver 4 out, 3 reserved: 7 in use, as printed
+    frozen.advance(minutes=40)  # 11:10: the hour 10:00-11:00 is complete (rolled up)
+    start, end = datetime(2026, 3, 2, 10, 0, tzinfo=UTC), datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    quarters = analytics.concurrency(engine, start, end, freq="15min")
+    assert quarters[("solver", "Floating")].tolist() == [9, 9, 7, 7]
+    assert quarters[("mesher", "Floating")].tolist() == [1, 1, 0, 0]
+    hourly = analytics.concurrency(engine, start, end, freq="1h")  # from the roll-up
+    assert hourly[("solver", "Floating")].tolist() == [9]
+    peaks = analytics.peaks(engine, start, end).set_index("product")
+    assert (peaks.loc["solver", "peak"], peaks.loc["solver", "peak_at"]) == (9, pd.Timestamp(start))
+    reference = usage.peaks_from_holds(engine, loading.window_of(start, end)).set_index("product")
+    assert reference.loc["solver", "peak"] == 9
+    # now: what pool_usage counts in use (reservations included) is the analytics' in use
+    now = analytics.concurrency(engine, end, end + timedelta(minutes=10), freq="10min")
+    assert now[("solver", "Floating")].tolist() == [_usage(engine)["solver"][1]] == [7]
+    # right-sizing: every reserved license is a request too (9 at once at 10:00, not 7)
+    sized = analytics.right_size(engine, start - timedelta(hours=1), end, max_denial_rate=0)
+    assert sized.set_index("product").loc["solver", "needed"] == 9
+
+
+def test_in_a_pool_counted_per_user_every_reserved_license_is_in_use(engine, frozen):
+    from licusage import analytics
+    from licusage.models import PER_USER
+    from licusage.sources.mapping import FeatureMap, Target
+
+    mapping = FeatureMap({"solver": Target("solver", counting=PER_USER)}, strict=False)
+    _import(engine, "lmstat-1.txt", mapping=mapping)  # users ana and bo, 2 reserved: 4
+    frozen.advance(minutes=70)
+    assert _usage(engine)["solver"][1] == 4
+    start, end = datetime(2026, 3, 2, 9, 0, tzinfo=UTC), datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    quarters = analytics.concurrency(engine, start, end, freq="30min")
+    assert quarters[("solver", "Floating")].tolist() == [1, 2, 4, 4]  # ana 9:15, bo 9:40
+    sized = analytics.right_size(engine, start, end, max_denial_rate=0).set_index("product")
+    assert sized.loc["solver", "needed"] == 4
+
+
+def test_a_reservation_seen_changing_later_redoes_the_hours_rolled_up(engine, frozen, tmp_path):
+    from licusage import analytics
+
+    frozen.set(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    _import(engine, "lmstat-1.txt")  # 10:00: 7 checked out and 2 reserved
+    start, end = datetime(2026, 3, 2, 10, 0, tzinfo=UTC), datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert analytics.concurrency(engine, start, end)[("solver", "Floating")].tolist() == [9, 9]
+    more = (FIXTURES / "lmstat-1.txt").read_text()
+    more = more.replace("3/2/2026 10:00", "3/2/2026 10:30").replace(
+        "2 RESERVATIONs", "5 RESERVATIONs"
+    )
+    result = import_lmstat(engine, more, server="lic1")  # the same checkouts, 5 reserved
+    assert (result.counts.checkouts, result.counts.checkins, result.reservations_started) == (
+        0,
+        0,
+        1,
+    )
+    assert analytics.concurrency(engine, start, end)[("solver", "Floating")].tolist() == [12, 12]
 
 
 def test_a_server_that_is_down_changes_nothing(engine):

@@ -19,7 +19,7 @@ from .. import clock
 from ..catalog import Catalog
 from ..db import is_sqlite
 from ..errors import InvalidInput
-from ..models import denials_t, holds_t, pool_seats_t, pools_t, sessions_t
+from ..models import denials_t, holds_t, pool_seats_t, pools_t, reservations_t, sessions_t
 from ..validation import check_whole
 from .intervals import Array
 
@@ -190,12 +190,16 @@ def load_holds(
     products: bool = True,
     pool_ids: Sequence[int] | None = None,
     granted_from: int | None = None,
+    reservations: bool = True,
 ) -> pd.DataFrame:
     """Holds that overlap the window (of `pool_ids` only, if given; granted at or after
     `granted_from` only, if given: an index range when nothing older can matter): ``pool_id``,
-    ``product_id`` (unless not `products`), ``user``, ``s``, ``e`` (ns); with `with_sessions`
-    also ``session_id`` and the session's ``last_activity``.
+    ``product_id`` (unless not `products`), ``user``, ``s``, ``e`` (ns), ``licenses`` and
+    ``reserved``; with `with_sessions` also ``session_id`` and the session's ``last_activity``.
 
+    With `reservations` (not with `with_sessions`) the licenses a license server kept reserved
+    (``lmstat`` RESERVATIONs) are holds too, while they were seen: ``reserved`` True, ``user``
+    their holder (``GROUP cfd``), all their licenses in use whatever the pool's counting rule.
     Open holds end at ``window.until``; holds are not clipped to the window otherwise.
     """
     h = holds_t
@@ -239,7 +243,48 @@ def load_holds(
             )
             kinds |= {"session_id": "int", "last_activity": "time"}
     frame = pd.DataFrame(fetch(conn, query, kinds))
+    frame["reserved"] = False
+    if reservations and not with_sessions:
+        kept = _reservations(conn, window, products, pool_ids, granted_from)
+        if len(kept):
+            frame = pd.concat([frame, kept], ignore_index=True)
     frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
+    return frame
+
+
+def _reservations(
+    conn: Connection,
+    window: Window,
+    products: bool,
+    pool_ids: Sequence[int] | None,
+    seen_from: int | None,
+) -> pd.DataFrame:
+    """The reservations seen during the window, as :func:`load_holds` gives them."""
+    r = reservations_t
+    query = (
+        sa.select(
+            r.c.pool_id,
+            *([pools_t.c.product_id] if products else []),
+            (r.c.holder_kind + " " + r.c.holder).label("user"),
+            r.c.seen_from,
+            r.c.seen_until,
+            r.c.licenses,
+        )
+        .join_from(r, pools_t, pools_t.c.id == r.c.pool_id)
+        .where(
+            r.c.seen_from < window.db(window.end),
+            sa.or_(r.c.seen_until.is_(None), r.c.seen_until > window.db(window.start)),
+        )
+    )
+    if pool_ids is not None:
+        query = query.where(r.c.pool_id.in_(list(pool_ids)))
+    if seen_from is not None:
+        query = query.where(r.c.seen_from >= window.db(seen_from))
+    kinds = {"pool_id": "int", "product_id": "int", "user": "text", "s": "time", "e": "time"}
+    if not products:
+        del kinds["product_id"]
+    frame = pd.DataFrame(fetch(conn, query, kinds | {"licenses": "int"}))
+    frame["reserved"] = True
     return frame
 
 
@@ -289,7 +334,8 @@ def load_denials(
 
 
 def pool_births(conn: Connection) -> dict[int, int]:
-    """pool id -> when it was first observed (ns): created, or its first hold/denial if older."""
+    """pool id -> when it was first observed (ns): created, or its first hold, reservation or
+    denial if older."""
 
     def as_ns(value: datetime | str | None) -> int | None:
         return None if value is None else int(pd.Timestamp(value).value)
@@ -298,6 +344,9 @@ def pool_births(conn: Connection) -> dict[int, int]:
     for query in (
         sa.select(pools_t.c.id, pools_t.c.created_at),
         sa.select(holds_t.c.pool_id, sa.func.min(holds_t.c.granted_at)).group_by(holds_t.c.pool_id),
+        sa.select(reservations_t.c.pool_id, sa.func.min(reservations_t.c.seen_from)).group_by(
+            reservations_t.c.pool_id
+        ),
         sa.select(denials_t.c.pool_id, sa.func.min(denials_t.c.at))
         .where(denials_t.c.pool_id.is_not(None))
         .group_by(denials_t.c.pool_id),

@@ -56,19 +56,23 @@ ATTEMPTS = 5  # plans of one refresh, when other refreshes keep winning
 
 def pool_steps(holds: pd.DataFrame, pools: tuple[Pool, ...]) -> dict[int, tuple[Array, Array]]:
     """pool id -> in-use step function from loaded holds: distinct users, or for a pool counted
-    per checkout the sum of the licenses held (the counting rule of all the analytics)."""
+    per checkout the sum of the licenses held (the counting rule of all the analytics); the
+    licenses of a reservation (``reserved``) all count, whatever the rule."""
     users = pd.factorize(holds["user"])[0].astype(np.int64)
     licenses = holds["licenses"].to_numpy()
+    reserved = holds["reserved"].to_numpy(dtype=bool)
     steps = {}
     for pool in pools:  # a loop per pool; everything per session is vectorised
         mask = (holds["pool_id"] == pool.id).to_numpy()
         s, e = holds["s"].to_numpy()[mask], holds["e"].to_numpy()[mask]
         keep = s < e
-        if pool.counting == PER_CHECKOUT:  # every license counts: nothing is shared
-            count = licenses[mask][keep]
-            steps[pool.id] = intervals.step(np.repeat(s[keep], count), np.repeat(e[keep], count))
-            continue
-        _, _, _, starts, ends = intervals.merge(users[mask][keep], s[keep], e[keep])
+        every = keep if pool.counting == PER_CHECKOUT else keep & reserved[mask]
+        count = licenses[mask][every]
+        starts, ends = np.repeat(s[every], count), np.repeat(e[every], count)
+        shared = keep & ~every  # a user's sessions share their seat
+        if shared.any():
+            _, _, _, first, last = intervals.merge(users[mask][shared], s[shared], e[shared])
+            starts, ends = np.r_[starts, first], np.r_[ends, last]
         steps[pool.id] = intervals.step(starts, ends)
     return steps
 

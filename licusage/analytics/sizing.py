@@ -184,10 +184,14 @@ def _demands(conn: Connection, window: loading.Window, catalog: Catalog) -> dict
         at = recorded["at"].to_numpy()[in_denials]
         hold_s, hold_e = holds["s"].to_numpy()[in_holds], holds["e"].to_numpy()[in_holds]
         users_of = hold_users[in_holds]
-        if pool.counting == PER_CHECKOUT:  # each license is a request of its own
-            count = holds["licenses"].to_numpy()[in_holds]
-            hold_s, hold_e = np.repeat(hold_s, count), np.repeat(hold_e, count)
-            users_of = unique_code + np.arange(len(hold_s), dtype=np.int64)
+        # each license is a request of its own: of a pool counted per checkout, of a reservation
+        each = holds["reserved"].to_numpy(dtype=bool)[in_holds] | (pool.counting == PER_CHECKOUT)
+        if each.any():
+            count = holds["licenses"].to_numpy()[in_holds][each]
+            single_s, single_e = np.repeat(hold_s[each], count), np.repeat(hold_e[each], count)
+            hold_s, hold_e = np.r_[hold_s[~each], single_s], np.r_[hold_e[~each], single_e]
+            codes_of = unique_code + np.arange(len(single_s), dtype=np.int64)
+            users_of = np.r_[users_of[~each], codes_of]
         s = np.r_[hold_s, at]
         e = np.r_[hold_e, at + typical[pool.id]]
         e = np.maximum(e, s + 1)  # a zero-length hold still takes its seat for an instant

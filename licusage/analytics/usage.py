@@ -641,7 +641,7 @@ def top_users(engine: Engine, start: datetime, end: datetime, n: int = 20) -> pd
     window = loading.window_of(start, end)
     with engine.connect() as conn:
         catalog = read_catalog(conn)
-        holds = loading.load_holds(conn, window)
+        holds = loading.load_holds(conn, window, reservations=False)  # users only
     columns = ["user", "product", "license_hours"]
     s = np.maximum(holds["s"].to_numpy(), window.start)
     e = np.minimum(holds["e"].to_numpy(), window.until)

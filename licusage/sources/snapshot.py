@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .. import clock
+from .. import clock, rollup
 from ..catalog import record_seats, refresh_pool_seats
 from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
@@ -186,19 +186,24 @@ def _reconcile_reservations(
             sa.select(r).where(r.c.server_id == writer.server_id, r.c.seen_until.is_(None))
         )
     }
+    at = clock.current_db_time(snapshot.at)
+    changed: list[tuple[int | None, datetime]] = []  # the roll-up's marks: in use changed
     for key, row in current.items():
         listed = snapshot.reservations.get(key)
         if listed is None or listed.licenses != row.licenses:
             conn.execute(sa.update(r).where(r.c.id == row.id).values(seen_until=snapshot.at))
+            changed.append((row.pool_id, at))
             result.reservations_ended += 1
     for key, reserved in snapshot.reservations.items():
         seen = current.get(key)
         if seen is not None and seen.licenses == reserved.licenses:
             continue
+        pool_id = writer.pool_id(reserved.feature)
+        changed.append((pool_id, at))
         conn.execute(
             sa.insert(r).values(
                 server_id=writer.server_id,
-                pool_id=writer.pool_id(reserved.feature),
+                pool_id=pool_id,
                 feature=reserved.feature,
                 holder_kind=reserved.holder_kind,
                 holder=reserved.holder,
@@ -207,6 +212,7 @@ def _reconcile_reservations(
             )
         )
         result.reservations_started += 1
+    rollup.mark(conn, changed)
 
 
 def read_text(path: str, what: str = "lmstat -a output") -> str:
