@@ -72,13 +72,7 @@ class OptionsView(Viewer):
         ex.param.watch(self._show_code, ["user", "host", "license_types", "idle_over", "products"])
         self._show_code()
         self._layout = pn.FlexBox(sizing_mode="stretch_width", align_items="flex-end")
-        self.types_fold = pn.Card(
-            title="License types",
-            collapsed=True,
-            sizing_mode="stretch_width",
-            margin=(5, 10),
-            header_background="#f8f9fa",
-        )
+        self.types_fold = fold("License types")
         self._panel = pn.Column(sizing_mode="stretch_width")
         self._build_products()
         self._show_filters()
@@ -187,13 +181,7 @@ class SeatsView(Viewer):
         super().__init__(**params)
         self._ex: SessionExplorer = params["explorer"]
         self._cards = pn.FlexBox(sizing_mode="stretch_width")
-        self.seats_fold = pn.Card(
-            title="Seats",
-            collapsed=True,
-            sizing_mode="stretch_width",
-            margin=(5, 10),
-            header_background="#f8f9fa",
-        )
+        self.seats_fold = fold("Seats")
         self._panel = pn.Column(sizing_mode="stretch_width")
         self.buttons: dict[tuple[str, str], pn.widgets.Button] = {}
         self._gauges: dict[tuple[str, str], tuple[pn.indicators.Progress, Any]] = {}
@@ -293,6 +281,17 @@ class SeatsView(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._panel
+
+
+def fold(title: str) -> pn.Card:
+    """A folded section that opens on a click of its `title` (HTML: escape stored text)."""
+    return pn.Card(
+        title=title,
+        collapsed=True,
+        sizing_mode="stretch_width",
+        margin=(5, 10),
+        header_background="#f8f9fa",
+    )
 
 
 def text(value: str = "", **params: Any) -> pn.widgets.StaticText:
