@@ -193,7 +193,8 @@ class UtilisationView(DayRangeView):
         self.heat = pn.pane.HoloViews(None, sizing_mode="stretch_width", max_width=920)
         self.resolution.param.watch(lambda e: setattr(self, "freq", e.new), "value")
         self.pool_select.param.watch(lambda e: setattr(self, "pool", e.new or ""), "value")
-        self.plotted.param.watch(lambda *_e: self._draw_plots(), "value")
+        self.plotted.param.watch(self._plotted_changed, "value")
+        self._drawing = False  # draw() plots once, after choosing the pools plotted
         self.param.watch(lambda *_e: self.reload(), ["first_day", "last_day", "freq"])
         self.param.watch(lambda *_e: self._draw_heat_map(), ["pool"])
         self.layout = pn.Column(
@@ -244,7 +245,11 @@ class UtilisationView(DayRangeView):
         if self.plotted.options != labels:  # other pools: plot the busiest of them
             labels_of = {pool: label for label, pool in self._pools.items()}
             chosen = [labels_of[p] for p in busiest(peaks, MANY_POOLS) if p in labels_of]
-            self.plotted.param.update(options=labels, value=chosen if many else labels)
+            self._drawing = True
+            try:
+                self.plotted.param.update(options=labels, value=chosen if many else labels)
+            finally:
+                self._drawing = False
         self.plotted.visible = many
         self._draw_plots()
         self.table.value = peaks_table(peaks, self.zone)
@@ -260,6 +265,10 @@ class UtilisationView(DayRangeView):
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}: **{full}** of {len(peaks)} pools reached "
             "their seat count" + (f" ({unknown} of unknown seats)." if unknown else ".")
         )
+
+    def _plotted_changed(self, _event: param.parameterized.Event) -> None:
+        if not self._drawing:
+            self._draw_plots()
 
     def _draw_plots(self) -> None:
         """One plot per pool plotted, in the pools' order."""
