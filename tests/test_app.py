@@ -169,6 +169,8 @@ def test_seat_gauges_show_use_and_filter_on_click(sqlite_engine, ids, notes):
     assert pools.loc[(CM, catalog.CONCURRENT_USER), "in_use"] == 4
     assert SeatsLevel.of(4, 4) == "danger"
     assert SeatsLevel.of(1, 4) == "success"
+    assert SeatsLevel.of(0, 0) == "light"  # no seats, nobody asking: grey, not red
+    assert SeatsLevel.of(1, 0) == "danger"
     buttons[(RO, catalog.CONCURRENT_USER)].clicks += 1
     assert users_in(tab) == ["alice.floating", "carol.100%"]
     assert tab.options.product_inputs[RO].value == [catalog.CONCURRENT_USER]
@@ -190,6 +192,10 @@ def test_many_products_fold_their_filters_and_gauges_behind_a_summary(sqlite_eng
         catalog.add_pool(sqlite_engine, product, catalog.CONCURRENT_USER, 4)
         catalog.add_pool(sqlite_engine, product, catalog.NAMED_USER, 1)
     catalog.add_pool(sqlite_engine, "unknown seats", catalog.CONCURRENT_USER, None)
+    catalog.add_pool(sqlite_engine, "expired", catalog.CONCURRENT_USER, 0)  # not "full"
+    catalog.add_pool(sqlite_engine, "cut", catalog.CONCURRENT_USER, 1)
+    sessions.login(sqlite_engine, "hal", {"cut": catalog.CONCURRENT_USER})
+    catalog.add_pool(sqlite_engine, "cut", catalog.CONCURRENT_USER, 0)  # 1 in use of 0 seats
     assert 2 * len(products) + 1 > MANY_POOLS
     for user in ("ana", "bo", "cy"):  # 3 of 4: busy
         sessions.login(sqlite_engine, user, {"tool 0": catalog.CONCURRENT_USER})
@@ -201,14 +207,20 @@ def test_many_products_fold_their_filters_and_gauges_behind_a_summary(sqlite_eng
     assert options.types_fold in options.__panel__().objects
     assert options.types_fold.collapsed
     assert not any(w in options._layout.objects for w in options.product_inputs.values())
-    assert options.types_fold.title == "License types of 8 products"
+    assert options.types_fold.title == "License types of 10 products"
     assert seats.__panel__().objects == [seats.seats_fold]
     assert seats.seats_fold.collapsed
-    assert seats.seats_fold.title == "Seats of 15 pools: 1 nearly full, 1 busy, 1 seats unknown"
+    expired_bar = seats._gauges[("expired", catalog.CONCURRENT_USER)][0]
+    assert (expired_bar.value, expired_bar.bar_color) == (0, "light")
+    cut_bar = seats._gauges[("cut", catalog.CONCURRENT_USER)][0]
+    assert (cut_bar.value, cut_bar.max, cut_bar.bar_color) == (1, 1, "danger")  # full, red
+    assert seats.seats_fold.title == (
+        "Seats of 17 pools: 2 nearly full, 1 busy, 1 seats unknown, 1 without seats"
+    )
     # a gauge's click filters, the fold's title says which product's types are chosen (as text)
     seats.buttons[("R&D <beta>", catalog.CONCURRENT_USER)].clicks += 1
     assert options.types_fold.title == (
-        "License types of 8 products · chosen for R&amp;D &lt;beta&gt;"
+        "License types of 10 products · chosen for R&amp;D &lt;beta&gt;"
     )
     for product in products[:4]:
         options.product_inputs[product].value = [catalog.NAMED_USER]

@@ -192,7 +192,10 @@ class SeatsView(Viewer):
     @staticmethod
     def level(in_use: int, seats: int) -> str:
         """``danger`` for a pool nearly full (or over: :data:`~licusage.analytics.NEAR_FULL`),
-        ``warning`` when busy (:data:`~licusage.analytics.BUSY`), else ``success``."""
+        ``warning`` when busy (:data:`~licusage.analytics.BUSY`), ``light`` for no seats and
+        nobody using them, else ``success``."""
+        if seats == in_use == 0:  # an expired license nobody asks for: not a full pool
+            return "light"
         if in_use * NEAR_FULL[1] >= seats * NEAR_FULL[0]:
             return "danger"
         return "warning" if in_use * BUSY[1] >= seats * BUSY[0] else "success"
@@ -237,7 +240,7 @@ class SeatsView(Viewer):
             levels[level] = levels.get(level, 0) + 1
             bar, line = self._gauges[key]
             bar.param.update(max=max(seats, 1), bar_color=level)
-            bar.value = min(in_use, seats) if known else 0
+            bar.value = min(in_use, bar.max) if known else 0  # in use of 0 seats: a full bar
             denials = f" · {denied:,} denied today" if denied else ""
             reserved = int(pool.get("reserved", 0))
             if reserved:
@@ -252,8 +255,14 @@ class SeatsView(Viewer):
     @staticmethod
     def summary(pools: int, levels: dict[str, int]) -> str:
         """The folded gauges' title: how many pools, and how many of them are nearly full,
-        busy or of unknown seats (`levels`: :meth:`level` or ``secondary`` -> pools)."""
-        words = {"danger": "nearly full", "warning": "busy", "secondary": "seats unknown"}
+        busy, of unknown seats or without seats (`levels`: :meth:`level` or ``secondary``
+        -> pools)."""
+        words = {
+            "danger": "nearly full",
+            "warning": "busy",
+            "secondary": "seats unknown",
+            "light": "without seats",
+        }
         counts = [f"{levels[level]:,} {word}" for level, word in words.items() if levels.get(level)]
         return f"Seats of {pools:,} pools" + (f": {', '.join(counts)}" if counts else "")
 
