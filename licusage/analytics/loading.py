@@ -245,7 +245,7 @@ def load_holds(
     frame = pd.DataFrame(fetch(conn, query, kinds))
     frame["reserved"] = False
     if reservations and not with_sessions:
-        kept = _reservations(conn, window, products, pool_ids, granted_from)
+        kept = _reservations(conn, window, kinds, pool_ids, granted_from)
         if len(kept):
             frame = pd.concat([frame, kept], ignore_index=True)
     frame["e"] = np.where(frame["e"] == NAT, window.until, frame["e"])
@@ -255,35 +255,32 @@ def load_holds(
 def _reservations(
     conn: Connection,
     window: Window,
-    products: bool,
+    kinds: Mapping[str, str],
     pool_ids: Sequence[int] | None,
     seen_from: int | None,
 ) -> pd.DataFrame:
-    """The reservations seen during the window, as :func:`load_holds` gives them."""
+    """The reservations seen during the window, as :func:`load_holds` gives them: the columns
+    of `kinds` (the holds' own)."""
     r = reservations_t
-    query = (
-        sa.select(
-            r.c.pool_id,
-            *([pools_t.c.product_id] if products else []),
-            (r.c.holder_kind + " " + r.c.holder).label("user"),
-            r.c.seen_from,
-            r.c.seen_until,
-            r.c.licenses,
-        )
-        .join_from(r, pools_t, pools_t.c.id == r.c.pool_id)
-        .where(
-            r.c.seen_from < window.db(window.end),
-            sa.or_(r.c.seen_until.is_(None), r.c.seen_until > window.db(window.start)),
-        )
+    products = "product_id" in kinds
+    query = sa.select(
+        r.c.pool_id,
+        *([pools_t.c.product_id] if products else []),
+        (r.c.holder_kind + " " + r.c.holder).label("user"),
+        r.c.seen_from,
+        r.c.seen_until,
+        r.c.licenses,
+    ).where(
+        r.c.seen_from < window.db(window.end),
+        sa.or_(r.c.seen_until.is_(None), r.c.seen_until > window.db(window.start)),
     )
+    if products:
+        query = query.join_from(r, pools_t, pools_t.c.id == r.c.pool_id)
     if pool_ids is not None:
         query = query.where(r.c.pool_id.in_(list(pool_ids)))
     if seen_from is not None:
         query = query.where(r.c.seen_from >= window.db(seen_from))
-    kinds = {"pool_id": "int", "product_id": "int", "user": "text", "s": "time", "e": "time"}
-    if not products:
-        del kinds["product_id"]
-    frame = pd.DataFrame(fetch(conn, query, kinds | {"licenses": "int"}))
+    frame = pd.DataFrame(fetch(conn, query, kinds))
     frame["reserved"] = True
     return frame
 

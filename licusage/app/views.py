@@ -6,7 +6,8 @@ views hold widgets only, the explorer holds the state and talks to the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -231,13 +232,13 @@ class SeatsView(Viewer):
             folded = len(keys) > MANY_POOLS
             self.seats_fold.objects = [self._cards] if folded else []
             self._panel.objects = [self.seats_fold if folded else self._cards]
-        levels: dict[str, int] = {}
+        levels: Counter[str] = Counter()
         for key, pool in zip(keys, records, strict=True):
             in_use, known = int(pool["in_use"]), not pd.isna(pool["seats"])
             seats = int(pool["seats"]) if known else 0
             denied = int(pool["denials_today"])
             level = self.level(in_use, seats) if known else "secondary"
-            levels[level] = levels.get(level, 0) + 1
+            levels[level] += 1
             bar, line = self._gauges[key]
             bar.param.update(max=max(seats, 1), bar_color=level)
             bar.value = min(in_use, bar.max) if known else 0  # in use of 0 seats: a full bar
@@ -253,7 +254,7 @@ class SeatsView(Viewer):
         self.seats_fold.title = self.summary(len(keys), levels)
 
     @staticmethod
-    def summary(pools: int, levels: dict[str, int]) -> str:
+    def summary(pools: int, levels: Mapping[str, int]) -> str:
         """The folded gauges' title: how many pools, and how many of them are nearly full,
         busy, of unknown seats or without seats (`levels`: :meth:`level` or ``secondary``
         -> pools)."""
