@@ -315,6 +315,29 @@ def refresh_pool_seats(conn: Connection, pool_id: int, *, at: datetime | None = 
         conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=in_force[0]))
 
 
+def set_pool_expiry(conn: Connection, pool_id: int, expires_at: datetime | None) -> bool:
+    """Set when the pool's licenses expire (naive UTC; None: never) in the caller's
+    transaction; whether that changed it."""
+    changed = conn.execute(
+        sa.update(pools_t)
+        .where(pools_t.c.id == pool_id, pools_t.c.expires_at.is_distinct_from(expires_at))
+        .values(expires_at=expires_at)
+    )
+    return changed.rowcount > 0
+
+
+def outlive_expiry(conn: Connection, pool_id: int, at: datetime) -> datetime | None:
+    """A pool a server grants seats of at `at` (naive UTC) has not expired by then: clear an
+    expiry at or before `at`, in the caller's transaction; the expiry cleared, if any."""
+    expired = pools_t.c.expires_at <= at
+    expiry = conn.execute(
+        sa.select(pools_t.c.expires_at).where(pools_t.c.id == pool_id, expired)
+    ).scalar_one_or_none()
+    if expiry is not None:
+        set_pool_expiry(conn, pool_id, None)
+    return expiry
+
+
 @store_operation
 def seat_history(engine: Engine) -> pd.DataFrame:
     """Every pool's seats over time: ``product``, ``license_type``, ``valid_from`` (UTC),

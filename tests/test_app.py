@@ -8,6 +8,7 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -225,6 +226,26 @@ def test_many_products_fold_their_filters_and_gauges_behind_a_summary(sqlite_eng
     for product in products[:4]:
         options.product_inputs[product].value = [catalog.NAMED_USER]
     assert options.types_fold.title.endswith("chosen for tool 0, tool 1, tool 2 and 2 more")
+
+
+def test_a_gauge_says_when_its_pool_expired_or_expires_soon(sqlite_engine, frozen, notes):
+    now = frozen.now
+    catalog.add_pool(sqlite_engine, "old", catalog.CONCURRENT_USER, 0, now - timedelta(days=400))
+    catalog.add_pool(sqlite_engine, "soon", catalog.CONCURRENT_USER, 5, now + timedelta(days=9))
+    catalog.add_pool(sqlite_engine, "later", catalog.CONCURRENT_USER, 5, now + timedelta(days=90))
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.set_zone(ZoneInfo("Europe/Paris"))
+    tab.explorer.run()
+    lines = {key[0]: gauge[1].value for key, gauge in tab.seats._gauges.items()}
+    # the frozen clock is 2026-03-02 10:00 UTC: 11:00 in Paris
+    assert lines == {
+        "old": "<b>0</b> / 0 seats in use · expired 2025-01-26 11:00",
+        "soon": "<b>0</b> / 5 seats in use · expires 2026-03-11 11:00",
+        "later": "<b>0</b> / 5 seats in use",
+    }
+    assert fmt.expiry_note(pd.NaT, None) == ""
+    paris_midnight = pd.Timestamp("2026-03-20 23:00", tz="UTC")  # the end of 20 March, Paris
+    assert fmt.expiry_note(paris_midnight, ZoneInfo("Europe/Paris"), now) == "expires 2026-03-21"
 
 
 class SeatsLevel:

@@ -20,6 +20,7 @@ from licusage.cli import main
 from licusage.errors import InvalidInput
 from licusage.models import checkouts_t, reservations_t, sessions_t
 from licusage.sources.lmstat import ServerDown, import_lmstat, read_text
+from licusage.sources.lmstat_info import import_lmstat_i
 from tests.helpers import realdata
 from tests.test_hostile import store_checksum
 
@@ -115,6 +116,45 @@ def test_a_snapshot_stamped_ahead_of_our_clock_gives_todays_seats(engine, frozen
     _import(engine, "lmstat-1.txt")  # 10:00, as the frozen clock
     _import(engine, "lmstat-2.txt")  # 10:30: the server's clock runs 30 minutes fast
     assert _usage(engine)["solver"][0] == 12
+
+
+def test_seats_issued_after_a_license_files_expiry_clear_it(engine, frozen, tmp_path):
+    heading = "Feature  Version  #licenses  Expires  Vendor\n"
+    listing = heading + "solver  1.0  12  28-feb-2026  acme\nmesher  1.0  3  31-dec-2026  acme\n"
+    import_lmstat_i(engine, listing, server="lic1", timezone="UTC", at=datetime(2026, 1, 1))
+    expiry = datetime(2026, 3, 1)  # the end of 28 February
+    before_it = tmp_path / "lmstat-0227.txt"
+    before_it.write_text((FIXTURES / "lmstat-2.txt").read_text().replace("3/2/2026", "2/27/2026"))
+    assert import_lmstat(engine, before_it.read_text(), server="lic1").outlived == {}
+    assert _expiries(engine) == {"solver": expiry, "mesher": datetime(2027, 1, 1)}
+    # on 2 March the server still issues 12 solver licenses: the file was renewed
+    result = _cli(
+        "import",
+        "lmstat",
+        str(FIXTURES / "lmstat-2.txt"),
+        "--server",
+        "lic1",
+        "--db",
+        engine.url.render_as_string(hide_password=False),
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: solver: lmstat lists licenses issued after the expiry its license file gave "
+        "(2026-03-01 00:00 UTC): expiry cleared" in result.stderr
+    )
+    assert _expiries(engine) == {"solver": None, "mesher": datetime(2027, 1, 1)}
+    assert _usage(engine)["solver"][0] == 12
+    assert (
+        import_lmstat(engine, (FIXTURES / "lmstat-2.txt").read_text(), server="lic1").outlived == {}
+    )
+
+
+def _expiries(engine) -> dict[str, datetime | None]:
+    frame = queries.pool_usage(engine)
+    return {
+        r.product: None if pd.isna(r.expires_at) else r.expires_at.tz_localize(None).to_pydatetime()
+        for r in frame.itertuples()
+    }
 
 
 def test_the_analytics_count_reservations_in_use_while_listed(engine, frozen):

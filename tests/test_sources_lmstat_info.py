@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from licusage import analytics, catalog, queries
+from licusage import alerts, analytics, catalog, queries
 from licusage.cli import main
 from licusage.errors import InvalidInput
 from licusage.sources.flexlm_log import import_flexlm_log
@@ -44,6 +44,14 @@ def _history(engine) -> dict[str, list[tuple[str, int | None]]]:
 def _seats(engine) -> dict[str, int | None]:
     frame = queries.pool_usage(engine)
     return {r.product: None if pd.isna(r.seats) else int(r.seats) for r in frame.itertuples()}
+
+
+def _expiries(engine) -> dict[str, str | None]:
+    frame = queries.pool_usage(engine)
+    return {
+        r.product: None if pd.isna(r.expires_at) else f"{r.expires_at:%Y-%m-%d %H:%M}"
+        for r in frame.itertuples()
+    }
 
 
 def test_the_real_listing_of_app1(engine, frozen):
@@ -101,6 +109,13 @@ def test_the_real_listing_of_app1(engine, frozen):
     # today (the frozen clock, 2026) only the permanent ones are left
     seats = _seats(engine)
     assert {f: n for f, n in seats.items() if n} == {"feature15": 2, "feature16": 1}
+    # a pool expires with its last increment: feature12's 50 at the end of 31-dec-2018, the
+    # two permanent ones never
+    assert result.expiries_changed == 14
+    expected = {f"feature{n}": "2018-12-31 23:00" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)}
+    expected |= {"feature_11": "2018-12-31 23:00", "feature13": "2018-09-30 22:00"}
+    expected |= {"feature14": "2018-09-30 22:00", "feature15": None, "feature16": None}
+    assert _expiries(engine) == expected
     # the same listing again changes nothing
     before = store_checksum(engine)
     again = import_lmstat_i(
@@ -126,6 +141,9 @@ def test_a_renewed_file_replaces_the_expiries_foreseen(engine, frozen):
     ]
     assert _history(engine)["mesher"] == [("2026-01-01 00:00", 2)]
     assert _seats(engine) == {"solver": 10, "mesher": 2}  # 12 only from June on
+    # the renewed file moves the expiry on, and says so
+    assert result.expiries_changed == 1
+    assert _expiries(engine) == {"solver": "2028-01-01 00:00", "mesher": None}
 
 
 def test_expired_uncounted_and_mapped_features(engine, frozen):
@@ -139,6 +157,19 @@ def test_expired_uncounted_and_mapped_features(engine, frozen):
     result = import_lmstat_i(engine, text, server="lic1", mapping=mapping)
     assert (result.expired, result.uncounted) == (["old"], ["viewer"])
     assert _seats(engine) == {"CAD": 7, "old": 0, "viewer": None}  # mapped features add up
+    # CAD has a permanent increment; the uncounted viewer's license never expires either
+    assert _expiries(engine) == {"CAD": None, "old": "2021-01-01 00:00", "viewer": None}
+
+
+def test_a_pool_expires_with_its_last_increment_and_the_alert_says_so(engine, frozen):
+    mapping = FeatureMap({"cad_a": Target("CAD"), "cad_b": Target("CAD")}, strict=False)
+    text = _listing("cad_a  1.0  3  15-mar-2026  acme", "cad_b  1.0  4  20-mar-2026  acme")
+    result = import_lmstat_i(engine, text, server="lic1", mapping=mapping, timezone="UTC")
+    assert result.expiries_changed == 1
+    assert _expiries(engine) == {"CAD": "2026-03-21 00:00"}  # cad_b's day ends the pool
+    config = alerts.parse_config('[[rule]]\nname = "expiry"\nkind = "pool_expiry"\ndays = [30]')
+    (alert,) = alerts.decide(engine, config.rules)
+    assert alert.message == "CAD=Floating expires in 18d 14h (2026-03-21 00:00 UTC)"
 
 
 def test_the_seats_reach_a_debug_logs_analytics(engine, frozen):
@@ -186,7 +217,7 @@ def test_the_cli(sqlite_url, tmp_path, frozen):
         main, ["import", "lmstat-i", str(listing), "--server", "lic1", "--db", sqlite_url]
     )
     assert result.exit_code == 0, result.output
-    assert "1 features, 1 seat counts changed" in result.output
+    assert "1 features, 1 seat counts changed, 1 expiries changed" in result.output
     assert "from 2027-01-01 00:00 UTC fewer seats of: solver" in result.output
     bad = runner.invoke(
         main,

@@ -66,6 +66,29 @@ def local_time(at: datetime, zone: tzinfo | None) -> str:
     return at.astimezone(viewer_zone(zone)).strftime("%H:%M:%S")
 
 
+EXPIRY_SOON = timedelta(days=30)
+
+
+def expiry_note(
+    expires_at: datetime | None, zone: tzinfo | None, now: datetime | None = None
+) -> str:
+    """A gauge's word on a pool's expiry (aware UTC; None or NaT: none), in `zone`: ``expired
+    2019-01-01`` (at midnight), ``expires 2026-03-21 18:00`` within :data:`EXPIRY_SOON`, else
+    nothing."""
+    if expires_at is None or pd.isna(expires_at):
+        return ""
+    at = pd.Timestamp(expires_at)
+    at = at.tz_localize(UTC) if at.tzinfo is None else at
+    left = at - pd.Timestamp(clock.to_utc(now or clock.now()))
+    if left > EXPIRY_SOON:
+        return ""
+    word = "expired" if left <= timedelta(0) else "expires"
+    local = at.tz_convert(viewer_zone(zone))
+    return f"{word} {local:%Y-%m-%d}" + (
+        "" if local.hour == local.minute == 0 else f" {local:%H:%M}"
+    )
+
+
 def viewer_zone(zone: tzinfo | None) -> tzinfo:
     """`zone`, else the server's own."""
     if zone is not None:

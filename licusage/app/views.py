@@ -242,13 +242,15 @@ class SeatsView(Viewer):
             bar, line = self._gauges[key]
             bar.param.update(max=max(seats, 1), bar_color=level)
             bar.value = min(in_use, bar.max) if known else 0  # in use of 0 seats: a full bar
-            denials = f" · {denied:,} denied today" if denied else ""
+            details = f" · {denied:,} denied today" if denied else ""
             reserved = int(pool.get("reserved", 0))
             if reserved:
-                denials = f" ({reserved:,} reserved){denials}"
+                details = f" ({reserved:,} reserved){details}"
+            if expiry := fmt.expiry_note(pool.get("expires_at"), self._ex.zone):
+                details += f" · {expiry}"
             of_seats = f"/ {seats:,} seats in use" if known else "in use · seats unknown"
             line.param.update(
-                value=f"<b>{in_use:,}</b> {of_seats}{denials}",
+                value=f"<b>{in_use:,}</b> {of_seats}{details}",
                 css_classes=[f"seats-{level}"],
             )
         self.seats_fold.title = self.summary(len(keys), levels)

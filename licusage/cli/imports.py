@@ -120,6 +120,13 @@ def _report_snapshot(result: SnapshotResult, tool: str) -> None:
             f"and reservations add up to {listed}",
             err=True,
         )
+    for feature, expiry in sorted(result.outlived.items()):
+        click.echo(
+            f"  note: {feature}: {tool} lists licenses issued after the expiry its license file "
+            f"gave ({expiry:%Y-%m-%d %H:%M} UTC): expiry cleared; import the renewed file's "
+            "lmstat -i",
+            err=True,
+        )
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -266,7 +273,7 @@ def lmstat_i_command(
         )
     click.echo(
         f"Seats from {result.at:%Y-%m-%d %H:%M} UTC: {result.features} features, "
-        f"{result.seats_changed} seat counts changed"
+        f"{result.seats_changed} seat counts changed, {result.expiries_changed} expiries changed"
         + (
             f", {len(result.expired)} expired ({', '.join(result.expired)})"
             if result.expired

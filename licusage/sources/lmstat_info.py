@@ -14,6 +14,10 @@ then (an increment is valid through its expiry date; a year 0 or ``permanent`` n
 expires); features mapped to one product add up. :func:`import_lmstat_i` records them in the
 seat history from `at` on, so the analytics of a log imported before use them. Increments
 counted ``uncounted`` (or 0) leave their feature's seats as they are.
+
+A pool expires when the last of its increments does (at the end of that day), and never when one
+of them is permanent: the ``expires_at`` that ``licusage pools``, the ``pool_expiry`` alerts, the
+metrics and the dashboard's gauges show.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from .. import clock
-from ..catalog import forget_seats, record_seats, refresh_pool_seats
+from ..catalog import forget_seats, record_seats, refresh_pool_seats, set_pool_expiry
 from ..db import store_operation, write
 from ..errors import InvalidInput
 from .mapping import FeatureMap
@@ -64,6 +68,7 @@ class SeatsResult:
     uncounted: list[str] = field(default_factory=list)
     # the moments after `at` the file's seats drop (an expiry day's end) and the features then
     drops: list[tuple[datetime, list[str]]] = field(default_factory=list)
+    expiries_changed: int = 0  # pools whose expiry this listing set or moved
 
 
 def _expiry(text: str) -> date | None:
@@ -181,7 +186,25 @@ def import_lmstat_i(
                 changed |= record_seats(conn, pool_id, count, at=moment, origin=kind)
             result.seats_changed += changed
             refresh_pool_seats(conn, pool_id)
+        for pool_id, expires in _pool_expiries(increments, pool_of, tz).items():
+            result.expiries_changed += set_pool_expiry(conn, pool_id, expires)
     return result
+
+
+def _pool_expiries(
+    increments: list[Increment], pool_of: dict[str, int], tz: ZoneInfo
+) -> dict[int, datetime | None]:
+    """When each pool's licenses expire (naive UTC): the end of the day its last increment
+    expires, None when one of them is permanent."""
+    expiries: dict[int, datetime | None] = {}
+    for inc in increments:
+        pool_id = pool_of[inc.feature]
+        if pool_id in expiries and expiries[pool_id] is None:
+            continue
+        end = None if inc.expires is None else _midnight_after(inc.expires, tz)
+        latest = expiries.get(pool_id, end)
+        expiries[pool_id] = None if end is None or latest is None else max(latest, end)
+    return expiries
 
 
 def _midnight_after(day: date, tz: ZoneInfo) -> datetime:

@@ -9,7 +9,9 @@ for every kind of server:
   (started at the listed start time);
 * one in the store and no longer listed ends at the snapshot's time (reason ``checked_in``);
   a snapshot that lists nothing ends every open session of the server and deletes none;
-* the seats of each feature are those the server prints (kept in the seat history);
+* the seats of each feature are those the server prints (kept in the seat history); seats
+  issued after the expiry a license file gave the pool (``lmstat -i``) clear that expiry, and
+  say so: the file was renewed;
 * reservations are kept as in use while listed; a queued request is kept once;
 * the same snapshot twice changes nothing;
 * a snapshot in which the server (or a vendor daemon, or an ISV server) is down changes nothing
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .. import clock, rollup
-from ..catalog import record_seats, refresh_pool_seats
+from ..catalog import outlive_expiry, record_seats, refresh_pool_seats
 from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
 from ..models import queued_t, reservations_t
@@ -117,6 +119,9 @@ class SnapshotResult:
     # features whose printed "in use" differs from what the snapshot lists:
     # feature -> (printed, listed checkouts + reservations)
     mismatched: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # features still issued after the expiry a license file gave their pool (cleared then):
+    # feature -> that expiry (naive UTC)
+    outlived: dict[str, datetime] = field(default_factory=dict)
 
 
 def reconcile(
@@ -128,11 +133,13 @@ def reconcile(
     at = snapshot.at
     result = SnapshotResult(at=clock.to_utc(at), counts=writer.counts)
     issued: dict[int, int] = {}
+    features_of: dict[int, list[str]] = {}
     for feature, status in snapshot.features.items():
         pool_id = writer.pool_id(feature)
         result.features += 1
         if status.issued is not None:  # features mapped to one pool add up
             issued[pool_id] = issued.get(pool_id, 0) + status.issued
+            features_of.setdefault(pool_id, []).append(feature)
         if status.in_use is not None:
             listed_in_use = snapshot.listed_in_use(feature)
             if listed_in_use != status.in_use:
@@ -141,6 +148,8 @@ def reconcile(
         if record_seats(conn, pool_id, seats, at=at, origin=f"{snapshot.tool} {server}"):
             refresh_pool_seats(conn, pool_id, at=at)
             result.seats_changed += 1
+        if seats and (expiry := outlive_expiry(conn, pool_id, at)) is not None:
+            result.outlived.update(dict.fromkeys(features_of[pool_id], expiry))
     listed = {_key(c): c for c in snapshot.checkouts}
     open_now = {
         (c.feature, c.user, c.host, c.display, c.handle or ""): c for c in writer.open_checkouts()
