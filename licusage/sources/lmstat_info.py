@@ -196,15 +196,13 @@ def _pool_expiries(
 ) -> dict[int, datetime | None]:
     """When each pool's licenses expire (naive UTC): the end of the day its last increment
     expires, None when one of them is permanent."""
-    expiries: dict[int, datetime | None] = {}
+    days: dict[int, list[date | None]] = {}
     for inc in increments:
-        pool_id = pool_of[inc.feature]
-        if pool_id in expiries and expiries[pool_id] is None:
-            continue
-        end = None if inc.expires is None else _midnight_after(inc.expires, tz)
-        latest = expiries.get(pool_id, end)
-        expiries[pool_id] = None if end is None or latest is None else max(latest, end)
-    return expiries
+        days.setdefault(pool_of[inc.feature], []).append(inc.expires)
+    return {
+        pool_id: None if None in ends else _midnight_after(max(filter(None, ends)), tz)
+        for pool_id, ends in days.items()
+    }
 
 
 def _midnight_after(day: date, tz: ZoneInfo) -> datetime:
