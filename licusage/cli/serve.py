@@ -89,7 +89,8 @@ from ._common import db_option, duration_option, fail, store_url, whole_option
     multiple=True,
     metavar="NAME=COMMAND",
     help='Poll a FlexLM or RLM server inside the server: NAME="lmutil lmstat -a -c 27000@host" '
-    'or NAME="rlmutil rlmstat -a -c 5053@host" (repeat for several; see docs/sources.md).',
+    '(an "lmstat -i" too, for its seats and expiries) or NAME="rlmutil rlmstat -a -c 5053@host" '
+    "(repeat for several; see docs/sources.md).",
 )
 @duration_option("--poll-every", default="1m", help="With --poll: how often to poll.")
 def serve(

@@ -36,7 +36,7 @@ from ..errors import InvalidInput
 from .mapping import FeatureMap
 from .writer import ServerWriter, zone
 
-__all__ = ["Increment", "SeatsResult", "import_lmstat_i", "parse", "seats_on"]
+__all__ = ["Increment", "SeatsResult", "import_lmstat_i", "looks_like", "parse", "seats_on"]
 
 WHAT = "lmstat -i output"
 HEADER = re.compile(r"^\s*Feature\s+Version\s+#licenses\s+Expires\s+Vendor\s*$")
@@ -81,6 +81,11 @@ def _expiry(text: str) -> date | None:
     if year == 0:
         return None
     return date(year, month, day)  # ValueError for an impossible date
+
+
+def looks_like(text: str) -> bool:
+    """Whether `text` is an ``lmstat -i`` listing (it has the listing's heading)."""
+    return any(HEADER.match(line) for line in text.splitlines())
 
 
 def parse(text: str, *, source: str) -> list[Increment]:

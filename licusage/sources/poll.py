@@ -1,8 +1,11 @@
 """Polling a license server: run its status command, reconcile the store with the snapshot.
 
-The output tells the kind of server: an RLM ``rlmstat -a`` is read by :mod:`.rlmstat`, anything
-else as a FlexLM ``lmstat -a`` (:mod:`.lmstat`). The command is run without a shell (its words split as a POSIX shell would, ``shlex``), with a
-time limit: a command that hangs is killed and reported, and changes nothing.
+The output tells what it is: an RLM ``rlmstat -a`` is read by :mod:`.rlmstat`, a FlexLM
+``lmstat -i`` listing (a license file's seats and expiries) by :mod:`.lmstat_info`, anything
+else as a FlexLM ``lmstat -a`` (:mod:`.lmstat`); one server may be polled with both of its
+``lmstat`` commands. The command is run without a shell (its words split as a POSIX shell
+would, ``shlex``), with a time limit: a command that hangs is killed and reported, and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from sqlalchemy.engine import Engine
 
 from .. import db
 from ..errors import InvalidInput, LicusageError
-from . import rlmstat
+from . import lmstat_info, rlmstat
 from .lmstat import import_lmstat
+from .lmstat_info import SeatsResult
 from .snapshot import SnapshotResult
 
 log = logging.getLogger(__name__)
@@ -70,11 +74,21 @@ def run_command(command: str, timeout: timedelta = DEFAULT_TIMEOUT) -> str:
     return output
 
 
-def import_status(engine: Engine, text: str, *, server: str, source: str) -> SnapshotResult:
-    """Reconcile the store with `text`, the output of ``rlmstat -a`` or ``lmstat -a`` (told
-    apart by :func:`.rlmstat.looks_like`)."""
+def import_status(
+    engine: Engine, text: str, *, server: str, source: str
+) -> SnapshotResult | SeatsResult:
+    """Reconcile the store with `text`, the output of ``rlmstat -a``, ``lmstat -i`` or
+    ``lmstat -a`` (told apart by :func:`.rlmstat.looks_like` and :func:`.lmstat_info.looks_like`)."""
+    if lmstat_info.looks_like(text):
+        return lmstat_info.import_lmstat_i(engine, text, server=server, source=source)
     importer = rlmstat.import_rlmstat if rlmstat.looks_like(text) else import_lmstat
     return importer(engine, text, server=server, source=source)
+
+
+def _summary(result: SnapshotResult | SeatsResult) -> str:
+    if isinstance(result, SeatsResult):
+        return f"{result.seats_changed} seat counts changed, {result.expiries_changed} expiries"
+    return f"{result.counts.checkouts} checkouts, {result.counts.checkins} check-ins"
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class Poller(threading.Thread):
         self.targets = list(targets)
         self.every = every
         self.timeout = timeout
+        # per server: the first failure of its commands in the last poll, None if none failed
         self.last_error: dict[str, str | None] = {t.server: None for t in self.targets}
         self.polls = 0
         self._stop_event = threading.Event()
@@ -126,26 +141,23 @@ class Poller(threading.Thread):
     def poll_once(self) -> None:
         """Poll every target once now."""
         engine = db.connect(self.url)
+        errors: dict[str, str | None] = {}
         try:
             for target in self.targets:
+                errors.setdefault(target.server, None)
                 try:
                     text = run_command(target.command, self.timeout)
                     result = import_status(
                         engine, text, server=target.server, source=f"poll of {target.server}"
                     )
                 except LicusageError as error:  # a server down, a failed or hung command
-                    self.last_error[target.server] = str(error)
+                    errors[target.server] = errors[target.server] or str(error)
                     log.warning("poll %s: %s", target.server, error)
                     continue
-                self.last_error[target.server] = None
-                log.info(
-                    "poll %s: %d checkouts, %d check-ins",
-                    target.server,
-                    result.counts.checkouts,
-                    result.counts.checkins,
-                )
+                log.info("poll %s: %s", target.server, _summary(result))
         finally:
             engine.dispose()
+            self.last_error.update(errors)
         self.polls += 1
 
     def run(self) -> None:
