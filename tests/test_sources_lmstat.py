@@ -291,6 +291,25 @@ def test_poll_runs_the_command_and_a_hanging_one_is_killed(sqlite_url):
     engine.dispose()
 
 
+def test_poll_flexlm_takes_an_lmstat_i_command_for_the_license_files_seats(sqlite_url, tmp_path):
+    listing = tmp_path / "lmstat-i.txt"
+    listing.write_text(
+        "Feature  Version  #licenses  Expires  Vendor\nsolver  1.0  10  permanent  mech\n"
+    )
+    command = f'{sys.executable} -c "print(open({str(listing)!r}).read())"'
+    result = _cli("poll", "flexlm", "--server", "lic1", "--command", command, "--once",
+                  "--db", sqlite_url)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 features, 1 seat counts changed, 0 expiries changed." in result.output
+    from licusage import db
+
+    engine = db.connect(sqlite_url)
+    try:
+        assert _usage(engine) == {"solver": (10, 0, 0)}
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- real snapshots
 
 

@@ -17,7 +17,7 @@ from ..sources.files import ImportResult
 from ..sources.flexlm_log import import_flexlm_log
 from ..sources.lmstat import import_lmstat
 from ..sources.lmstat_info import WHAT as LMSTAT_I
-from ..sources.lmstat_info import import_lmstat_i
+from ..sources.lmstat_info import SeatsResult, import_lmstat_i, looks_like
 from ..sources.mapping import FeatureMap, read_mapping
 from ..sources.poll import DEFAULT_TIMEOUT, run_command
 from ..sources.rlm_log import import_rlm_log
@@ -127,6 +127,22 @@ def _report_snapshot(result: SnapshotResult, tool: str) -> None:
             "lmstat -i",
             err=True,
         )
+
+
+def _report_seats(result: SeatsResult) -> None:
+    click.echo(
+        f"Seats from {result.at:%Y-%m-%d %H:%M} UTC: {result.features} features, "
+        f"{result.seats_changed} seat counts changed, {result.expiries_changed} expiries changed"
+        + (
+            f", {len(result.expired)} expired ({', '.join(result.expired)})"
+            if result.expired
+            else ""
+        )
+        + (f", {len(result.uncounted)} uncounted" if result.uncounted else "")
+        + "."
+    )
+    for moment, features in result.drops:
+        click.echo(f"  from {moment:%Y-%m-%d %H:%M} UTC fewer seats of: {', '.join(features)}")
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -271,19 +287,7 @@ def lmstat_i_command(
             timezone=timezone,
             mapping=feature_map,
         )
-    click.echo(
-        f"Seats from {result.at:%Y-%m-%d %H:%M} UTC: {result.features} features, "
-        f"{result.seats_changed} seat counts changed, {result.expiries_changed} expiries changed"
-        + (
-            f", {len(result.expired)} expired ({', '.join(result.expired)})"
-            if result.expired
-            else ""
-        )
-        + (f", {len(result.uncounted)} uncounted" if result.uncounted else "")
-        + "."
-    )
-    for moment, features in result.drops:
-        click.echo(f"  from {moment:%Y-%m-%d %H:%M} UTC fewer seats of: {', '.join(features)}")
+    _report_seats(result)
 
 
 @click.group("poll")
@@ -294,10 +298,16 @@ def poll_group() -> None:
 def _poll_command(name: str, status: _Status, example: str, server_name: str) -> None:
     """Add ``licusage poll NAME --server NAME --command CMD`` for `status`'s output (`example`:
     such a command, for the help)."""
+    also = (
+        "\n\n    An lmstat -i command (its heading tells it apart) records the license file's seats"
+        "\n    and expiries, as 'licusage import lmstat-i' does."
+        if status is FLEXLM
+        else ""
+    )
     help_text = f"""Run the {status.tool} command every interval and reconcile the store with its
     output.
 
-    A failed or hanging command, or a server reported down, changes nothing; the poll goes on.
+    A failed or hanging command, or a server reported down, changes nothing; the poll goes on.{also}
 
     \b
     Example:
@@ -352,7 +362,8 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
                 started = time.monotonic()
                 try:
                     text = run_command(command, timeout)
-                    result = status.importer(
+                    seats = status is FLEXLM and looks_like(text)  # lmstat -i: the license file
+                    result = (import_lmstat_i if seats else status.importer)(
                         engine,
                         text,
                         server=server,
@@ -360,7 +371,10 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
                         timezone=timezone,
                         mapping=feature_map,
                     )
-                    _report_snapshot(result, status.tool)
+                    if isinstance(result, SeatsResult):
+                        _report_seats(result)
+                    else:
+                        _report_snapshot(result, status.tool)
                 except ServerDown as error:
                     if once:
                         click.echo(f"Error: {error}", err=True)
