@@ -326,16 +326,24 @@ def set_pool_expiry(conn: Connection, pool_id: int, expires_at: datetime | None)
     return changed.rowcount > 0
 
 
-def outlive_expiry(conn: Connection, pool_id: int, at: datetime) -> datetime | None:
-    """A pool a server grants seats of at `at` (naive UTC) has not expired by then: clear an
-    expiry at or before `at`, in the caller's transaction; the expiry cleared, if any."""
-    expired = pools_t.c.expires_at <= at
-    expiry = conn.execute(
-        sa.select(pools_t.c.expires_at).where(pools_t.c.id == pool_id, expired)
-    ).scalar_one_or_none()
-    if expiry is not None:
-        set_pool_expiry(conn, pool_id, None)
-    return expiry
+def outlive_expiries(
+    conn: Connection, pool_ids: Collection[int], at: datetime
+) -> dict[int, datetime]:
+    """Pools a server grants seats of at `at` (naive UTC) have not expired by then: clear the
+    expiries at or before `at` of `pool_ids`, in the caller's transaction; pool id -> the
+    expiry cleared."""
+    expired = conn.execute(
+        sa.select(pools_t.c.id, pools_t.c.expires_at).where(
+            pools_t.c.id.in_(list(pool_ids)), pools_t.c.expires_at <= at
+        )
+    ).all()
+    if expired:
+        conn.execute(
+            sa.update(pools_t)
+            .where(pools_t.c.id.in_([row.id for row in expired]))
+            .values(expires_at=None)
+        )
+    return {row.id: row.expires_at for row in expired}
 
 
 @store_operation

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .. import clock, rollup
-from ..catalog import outlive_expiry, record_seats, refresh_pool_seats
+from ..catalog import outlive_expiries, record_seats, refresh_pool_seats
 from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
 from ..models import queued_t, reservations_t
@@ -148,8 +148,9 @@ def reconcile(
         if record_seats(conn, pool_id, seats, at=at, origin=f"{snapshot.tool} {server}"):
             refresh_pool_seats(conn, pool_id, at=at)
             result.seats_changed += 1
-        if seats and (expiry := outlive_expiry(conn, pool_id, at)) is not None:
-            result.outlived.update(dict.fromkeys(features_of[pool_id], expiry))
+    granted = [pool_id for pool_id, seats in issued.items() if seats]
+    for pool_id, expiry in outlive_expiries(conn, granted, at).items():
+        result.outlived.update(dict.fromkeys(features_of[pool_id], expiry))
     listed = {_key(c): c for c in snapshot.checkouts}
     open_now = {
         (c.feature, c.user, c.host, c.display, c.handle or ""): c for c in writer.open_checkouts()
