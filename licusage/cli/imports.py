@@ -362,8 +362,8 @@ def _poll_command(name: str, status: _Status, example: str, server_name: str) ->
                 started = time.monotonic()
                 try:
                     text = run_command(command, timeout)
-                    seats = status is FLEXLM and looks_like(text)  # lmstat -i: the license file
-                    result = (import_lmstat_i if seats else status.importer)(
+                    listing = status is FLEXLM and looks_like(text)  # lmstat -i: the license file
+                    result = (import_lmstat_i if listing else status.importer)(
                         engine,
                         text,
                         server=server,
