@@ -23,7 +23,7 @@ Rules live in a TOML file (see ``docs/alerts.md``)::
     within = "1h"
 
     [[rule]]
-    kind = "pool_expiry"           # a pool expiring within each of `days`
+    kind = "pool_expiry"           # a pool, or some of its seats, expiring within each of `days`
     days = [30, 15, 7]
 
     [[rule]]
@@ -358,6 +358,40 @@ def _label(product: str, license_type: str) -> str:
     return f"{product}={license_type}"
 
 
+def _partial_expiries(
+    engine: Engine, rule: Rule, pools: Sequence[catalog_.Pool], now: datetime
+) -> list[Alert]:
+    """A pool_expiry rule's alerts for seats of `pools` lost before the pool expires (`now`:
+    naive UTC): a license file's increment that ends before the others."""
+    with engine.connect() as conn:
+        coming = catalog_.seats_to_come(conn, now)
+    alerts: list[Alert] = []
+    for pool in pools:
+        had = pool.seats
+        for at, seats in coming.get(pool.id, []):
+            if had is not None and seats < had and at != pool.expires_at:
+                alerts.extend(_expiring_seats(rule, pool, at - now, at, had - seats, had))
+            had = seats
+    return alerts
+
+
+def _expiring_seats(
+    rule: Rule, pool: catalog_.Pool, left: timedelta, at: datetime, lost: int, had: int
+) -> list[Alert]:
+    label = _label(pool.product, pool.license_type)
+    return [
+        Alert(
+            rule.name,
+            rule.kind,
+            f"{label} seats drop {at:%Y-%m-%d %H:%M} within {days} days",
+            f"{label}: {lost} of {had} seats expire in {format_duration(left)} "
+            f"({at:%Y-%m-%d %H:%M} UTC)",
+        )
+        for days in rule.days
+        if left <= timedelta(days=days)
+    ]
+
+
 def decide(engine: Engine, rules: Sequence[Rule], now: datetime | None = None) -> list[Alert]:
     """The alerts whose condition holds at `now` (default: the clock's now). Reads only."""
     when = clock.to_utc(now or clock.now())
@@ -410,7 +444,8 @@ def decide(engine: Engine, rules: Sequence[Rule], now: datetime | None = None) -
                     )
                 )
         elif rule.kind == "pool_expiry":
-            for pool in _pools(engine, rule):
+            pools = _pools(engine, rule)
+            for pool in pools:
                 if pool.expires_at is None:
                     continue
                 left = pool.expires_at - naive
@@ -430,6 +465,7 @@ def decide(engine: Engine, rules: Sequence[Rule], now: datetime | None = None) -
                                 f"{label} {state} ({pool.expires_at:%Y-%m-%d %H:%M} UTC)",
                             )
                         )
+            alerts.extend(_partial_expiries(engine, rule, pools, naive))
         elif rule.kind == "source_down":
             for status in metrics.source_statuses(engine):
                 if rule.source is not None and status.source != rule.source:

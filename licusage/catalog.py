@@ -46,7 +46,7 @@ class Pool:
     license_type_id: int
     license_type: str
     kind: str
-    seats: int | None  # None: not known
+    seats: int | None  # None: not known; those its seat history has in force now
     expires_at: datetime | None
     idle_limit_seconds: int | None
     counting: str = PER_USER  # PER_USER or PER_CHECKOUT (floating: licenses are summed)
@@ -101,10 +101,25 @@ def _kind_for(type_name: str) -> str:
 
 
 def read_catalog(conn: Connection | Engine) -> Catalog:
-    """Load the catalogue in one round trip per table."""
+    """Load the catalogue in one round trip per table. A pool's seats are those its seat
+    history has in force now: an increment of a license file that expired since the file's
+    import no longer counts."""
     if isinstance(conn, Engine):
         with conn.connect() as c:
             return read_catalog(c)
+    due = sa.and_(
+        pool_seats_t.c.pool_id == pools_t.c.id,
+        pool_seats_t.c.valid_from <= clock.current_db_time(),
+    )
+    in_force = (
+        sa.select(pool_seats_t.c.seats)
+        .where(due)
+        .order_by(pool_seats_t.c.valid_from.desc())
+        .limit(1)
+        .correlate(pools_t)
+        .scalar_subquery()
+    )
+    seats = sa.case((sa.exists().where(due).correlate(pools_t), in_force), else_=pools_t.c.seats)
     products = {
         row.name: row.id
         for row in conn.execute(
@@ -120,7 +135,7 @@ def read_catalog(conn: Connection | Engine) -> Catalog:
             pools_t.c.license_type_id,
             types_t.c.name.label("license_type"),
             types_t.c.kind,
-            pools_t.c.seats,
+            seats.label("seats"),
             pools_t.c.expires_at,
             pools_t.c.idle_limit_seconds,
             pools_t.c.counting,
@@ -305,14 +320,29 @@ def forget_seats(
     return len(gone)
 
 
-def refresh_pool_seats(conn: Connection, pool_id: int, *, at: datetime | None = None) -> None:
-    """Set the pool's seats to the ones its history has in force now, or at `at` if that is
-    later, after a change of its history at `at`: a count seen in the past must not overwrite
-    a later one, and one seen "ahead" (a server's clock or time zone off) is today's."""
-    when = max(clock.current_db_time(), clock.current_db_time(at))
-    in_force = _seats_in_force(conn, pool_id, when)
+def refresh_pool_seats(conn: Connection, pool_id: int) -> None:
+    """Set the pool's seats to the ones its history has in force now, after a change of its
+    history (a count seen in the past must not overwrite a later one)."""
+    in_force = _seats_in_force(conn, pool_id, clock.current_db_time())
     if in_force is not None:
         conn.execute(sa.update(pools_t).where(pools_t.c.id == pool_id).values(seats=in_force[0]))
+
+
+def seats_to_come(conn: Connection, after: datetime) -> dict[int, list[tuple[datetime, int]]]:
+    """pool id -> the known seat counts its history has in store after `after` (naive UTC),
+    as (from when, seats) in time order: a license file's increments that expire."""
+    rows = conn.execute(
+        sa.select(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from, pool_seats_t.c.seats)
+        .where(
+            pool_seats_t.c.valid_from > clock.current_db_time(after),
+            pool_seats_t.c.seats.is_not(None),
+        )
+        .order_by(pool_seats_t.c.pool_id, pool_seats_t.c.valid_from)
+    ).all()
+    coming: dict[int, list[tuple[datetime, int]]] = {}
+    for row in rows:
+        coming.setdefault(row.pool_id, []).append((row.valid_from, row.seats))
+    return coming
 
 
 def set_pool_expiry(conn: Connection, pool_id: int, expires_at: datetime | None) -> bool:

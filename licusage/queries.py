@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from . import clock
 from .audit import audit_actors as audit_actors  # the audit reads live in licusage.audit
 from .audit import audit_log as audit_log
-from .catalog import Catalog, parse_license_filter, pools_frame, read_catalog
+from .catalog import Catalog, parse_license_filter, pools_frame, read_catalog, seats_to_come
 from .db import describe_db_error, is_sqlite, store_operation
 from .errors import InvalidInput, StoreUnavailable
 from .models import PER_CHECKOUT, denials_t, holds_t, reservations_t, sessions_t
@@ -431,6 +431,7 @@ def pools_in_use(conn: Any, catalog: Catalog) -> tuple[dict[int, int], dict[int,
 
 POOL_USAGE_COLUMNS = (
     "product license_type kind seats in_use free denials_today expires_at counting reserved"
+    " next_seats next_seats_at"
 ).split()
 
 
@@ -443,14 +444,17 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
     distinct users holding the pool in an active session, or for a ``per_checkout`` pool the
     licenses checked out; reservations included), ``free`` (seats - in_use, never below 0;
     missing when seats are unknown), ``denials_today`` (denials since midnight UTC),
-    ``expires_at``, then ``counting`` and ``reserved`` (licenses a server keeps reserved,
-    counted in ``in_use``).
+    ``expires_at``, then ``counting``, ``reserved`` (licenses a server keeps reserved,
+    counted in ``in_use``), ``next_seats`` (Int64) and ``next_seats_at`` (UTC): the next seat
+    count the pool's history has in store and from when, e.g. 50 when an increment of 2 of a
+    license file's 52 seats expires (missing when none is).
     """
     now = clock.to_utc(clock.now())
     midnight = clock.to_db(now.replace(hour=0, minute=0, second=0, microsecond=0))
     with engine.connect() as conn:
         catalog = read_catalog(conn)
         in_use, reserved = pools_in_use(conn, catalog)
+        coming = {pool_id: entries[0] for pool_id, entries in seats_to_come(conn, now).items()}
         denied: dict[int, int] = dict(
             conn.execute(
                 sa.select(denials_t.c.pool_id, sa.func.count())
@@ -465,9 +469,18 @@ def pool_usage(engine: Engine) -> pd.DataFrame:
         free=lambda p: None if p.seats is None else max(p.seats - in_use.get(p.id, 0), 0),
         denials_today=lambda p: denied.get(p.id, 0),
         reserved=lambda p: reserved.get(p.id, 0),
+        next_seats=lambda p: coming[p.id][1] if p.id in coming else None,
+        next_seats_at=lambda p: coming[p.id][0] if p.id in coming else None,
     )
+    frame["next_seats_at"] = pd.to_datetime(frame["next_seats_at"]).dt.tz_localize("UTC")
     return frame.astype(
-        {"in_use": "int64", "denials_today": "int64", "reserved": "int64", "free": "Int64"}
+        {
+            "in_use": "int64",
+            "denials_today": "int64",
+            "reserved": "int64",
+            "free": "Int64",
+            "next_seats": "Int64",
+        }
     )
 
 

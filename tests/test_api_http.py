@@ -18,6 +18,7 @@ from licusage.api.openapi import ENDPOINTS
 from licusage.app import auth
 from licusage.models import audit_t, holds_t
 from licusage.sources.lmstat import import_lmstat, read_text
+from licusage.sources.lmstat_info import import_lmstat_i
 from tests.browser.conftest import start_server
 from tests.helpers import fresh_pg_database
 from tests.test_sources_lmstat import FIXTURES as FLEXLM_FIXTURES
@@ -211,6 +212,15 @@ def test_pools_and_audit_are_read(api):
         assert [(p["product"], p["license_type"], p["seats"], p["in_use"]) for p in pools] == [
             (r.product, r.license_type, r.seats, r.in_use) for r in frame.itertuples()
         ]
+        assert {(p["next_seats"], p["next_seats_at"]) for p in pools} == {(None, None)}
+        listing = (
+            "Feature  Version  #licenses  Expires  Vendor\nkernel  1.0  4  31-dec-2030  acme\n"
+        )
+        import_lmstat_i(api.engine, listing, server="api-lic", timezone="UTC")
+        pools = reader.get("/api/v1/pools").json()["pools"]
+        kernel = next(p for p in pools if p["product"] == "kernel")
+        assert (kernel["seats"], kernel["next_seats"]) == (4, 0)
+        assert kernel["next_seats_at"].startswith("2031-01-01T00:00:00")
         audit = reader.get("/api/v1/audit", params={"limit": 5})
         assert audit.status_code == 200
         assert len(audit.json()["events"]) <= 5

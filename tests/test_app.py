@@ -21,6 +21,7 @@ from licusage.app.identity import Identity, anonymous_identity, mapped_role
 from licusage.app.main import SessionsTab
 from licusage.errors import InvalidInput
 from licusage.server import ServeOptions, check_options, fill_demo
+from licusage.sources.lmstat_info import import_lmstat_i
 from tests.browser.conftest import free_port
 
 CM, RO = "Case Management", "Reports Only"
@@ -228,6 +229,11 @@ def test_many_products_fold_their_filters_and_gauges_behind_a_summary(sqlite_eng
     assert options.types_fold.title.endswith("chosen for tool 0, tool 1, tool 2 and 2 more")
 
 
+def nowrap(note: str) -> str:
+    """A gauge's note as drawn: kept on one line."""
+    return f'<span style="white-space: nowrap">{note}</span>'
+
+
 def test_a_gauge_says_when_its_pool_expired_or_expires_soon(sqlite_engine, frozen, notes):
     now = frozen.now
     catalog.add_pool(sqlite_engine, "old", catalog.CONCURRENT_USER, 0, now - timedelta(days=400))
@@ -239,13 +245,38 @@ def test_a_gauge_says_when_its_pool_expired_or_expires_soon(sqlite_engine, froze
     lines = {key[0]: gauge[1].value for key, gauge in tab.seats._gauges.items()}
     # the frozen clock is 2026-03-02 10:00 UTC: 11:00 in Paris
     assert lines == {
-        "old": "<b>0</b> / 0 seats in use · expired 2025-01-26 11:00",
-        "soon": "<b>0</b> / 5 seats in use · expires 2026-03-11 11:00",
+        "old": "<b>0</b> / 0 seats in use · " + nowrap("expired 2025-01-26 11:00"),
+        "soon": "<b>0</b> / 5 seats in use · " + nowrap("expires 2026-03-11 11:00"),
         "later": "<b>0</b> / 5 seats in use",
     }
     assert fmt.expiry_note(pd.NaT, None) == ""
     paris_midnight = pd.Timestamp("2026-03-20 23:00", tz="UTC")  # the end of 20 March, Paris
     assert fmt.expiry_note(paris_midnight, ZoneInfo("Europe/Paris"), now) == "expires 2026-03-21"
+
+
+def test_a_gauge_says_when_some_of_its_seats_expire(sqlite_engine, frozen, notes):
+    listing = (
+        "Feature  Version  #licenses  Expires  Vendor\n"
+        "solver  1.0  3  15-mar-2026  acme\n"
+        "solver  1.0  4  20-mar-2026  acme\n"
+        "mesher  1.0  1  5-mar-2026  acme\n"
+        "mesher  1.0  2  permanent  acme\n"
+    )
+    import_lmstat_i(sqlite_engine, listing, server="lic1", timezone="UTC")
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    tab.explorer.set_zone(ZoneInfo("Europe/Paris"))  # the browser says its zone later
+    lines = {key[0]: gauge[1].value for key, gauge in tab.seats._gauges.items()}
+    # the frozen clock is 2026-03-02 10:00 UTC; the days end at midnight UTC, 01:00 in Paris
+    assert lines["solver"] == (
+        "<b>0</b> / 7 seats in use · "
+        + nowrap("3 seats expire 2026-03-16 01:00")
+        + " · "
+        + nowrap("expires 2026-03-21 01:00")
+    )
+    assert lines["mesher"] == "<b>0</b> / 3 seats in use · " + nowrap(
+        "1 seat expires 2026-03-06 01:00"
+    )
 
 
 class SeatsLevel:

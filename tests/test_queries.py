@@ -213,7 +213,10 @@ def test_pool_usage_counts_distinct_users_and_todays_denials(engine, frozen):
         "expires_at",
         "counting",
         "reserved",
+        "next_seats",
+        "next_seats_at",
     ]
+    assert frame[["next_seats", "next_seats_at"]].isna().all(axis=None)  # nothing foreseen
     rows = frame.set_index("license_type")
     assert rows.loc[CONC, ["seats", "in_use", "free", "denials_today"]].tolist() == [2, 2, 0, 1]
     assert rows.loc[NAMED, ["seats", "in_use", "free", "denials_today"]].tolist() == [3, 0, 3, 0]

@@ -6,6 +6,7 @@ comment at each figure), never by the code under test.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -168,8 +169,69 @@ def test_a_pool_expires_with_its_last_increment_and_the_alert_says_so(engine, fr
     assert result.expiries_changed == 1
     assert _expiries(engine) == {"CAD": "2026-03-21 00:00"}  # cad_b's day ends the pool
     config = alerts.parse_config('[[rule]]\nname = "expiry"\nkind = "pool_expiry"\ndays = [30]')
-    (alert,) = alerts.decide(engine, config.rules)
-    assert alert.message == "CAD=Floating expires in 18d 14h (2026-03-21 00:00 UTC)"
+    assert [alert.message for alert in alerts.decide(engine, config.rules)] == [
+        "CAD=Floating expires in 18d 14h (2026-03-21 00:00 UTC)",
+        "CAD=Floating: 3 of 7 seats expire in 13d 14h (2026-03-16 00:00 UTC)",  # cad_a's
+    ]
+
+
+def test_seats_follow_the_license_file_as_its_increments_expire(engine, frozen):
+    text = _listing("solver  1.0  3  15-mar-2026  acme", "solver  1.0  4  20-mar-2026  acme")
+    import_lmstat_i(engine, text, server="lic1", timezone="UTC")  # now: 2026-03-02
+    assert _seats(engine) == {"solver": 7}
+    frozen.set(datetime(2026, 3, 17, tzinfo=UTC))  # no import since: the first 3 have gone
+    assert _seats(engine) == {"solver": 4}
+    assert queries.pool_usage(engine)["free"].tolist() == [4]
+    frozen.set(datetime(2026, 3, 21, tzinfo=UTC))
+    assert _seats(engine) == {"solver": 0}
+    frozen.set(datetime(2026, 3, 10, tzinfo=UTC))  # and the clock that goes back
+    assert _seats(engine) == {"solver": 7}
+    # what the history has in store next: 4 from the end of 15 March, then 0
+    usage = queries.pool_usage(engine).iloc[0]
+    assert (usage["next_seats"], usage["next_seats_at"]) == (
+        4,
+        pd.Timestamp("2026-03-16", tz="UTC"),
+    )
+    frozen.set(datetime(2026, 3, 17, tzinfo=UTC))
+    usage = queries.pool_usage(engine).iloc[0]
+    assert (usage["next_seats"], usage["next_seats_at"]) == (
+        0,
+        pd.Timestamp("2026-03-21", tz="UTC"),
+    )
+    frozen.set(datetime(2026, 3, 22, tzinfo=UTC))
+    assert queries.pool_usage(engine)[["next_seats", "next_seats_at"]].isna().all(axis=None)
+
+
+def test_seats_that_expire_before_the_pool_are_alerted(engine, frozen):
+    path = realdata("lmstat-i-app1.txt")
+    at = datetime(2018, 6, 1, tzinfo=UTC)
+    import_lmstat_i(engine, read_text(str(path)), server="app1", at=at, timezone="Europe/Paris")
+    config = alerts.parse_config('[[rule]]\nname = "expiry"\nkind = "pool_expiry"\ndays = [30]')
+    frozen.set(datetime(2018, 9, 15, tzinfo=UTC))
+    fired = {f.subject: f.message for f in alerts.evaluate(engine, config).fired}
+    # feature13 and feature14 end on 30-sep-2018 (midnight in Paris); feature12 loses its
+    # increment of 2 that day and keeps its 50 to 31-dec-2018, more than 30 days away
+    assert fired == {
+        "feature13=Floating within 30 days": (
+            "feature13=Floating expires in 15d 22h (2018-09-30 22:00 UTC)"
+        ),
+        "feature14=Floating within 30 days": (
+            "feature14=Floating expires in 15d 22h (2018-09-30 22:00 UTC)"
+        ),
+        "feature12=Floating seats drop 2018-09-30 22:00 within 30 days": (
+            "feature12=Floating: 2 of 52 seats expire in 15d 22h (2018-09-30 22:00 UTC)"
+        ),
+    }
+    frozen.set(datetime(2018, 10, 1, tzinfo=UTC))  # the drop is past: its alert clears
+    result = alerts.evaluate(engine, config)
+    assert [f.subject for f in result.cleared] == [
+        "feature12=Floating seats drop 2018-09-30 22:00 within 30 days"
+    ]
+    assert result.fired == ()  # feature13 and feature14 stay alerted: expired
+    rule = alerts.parse_config(
+        '[[rule]]\nkind = "pool_expiry"\npool = "feature7=Floating"\ndays = [30]'
+    ).rules
+    assert alerts.decide(engine, rule, now=datetime(2018, 9, 15, tzinfo=UTC)) == []
 
 
 def test_the_seats_reach_a_debug_logs_analytics(engine, frozen):
@@ -219,6 +281,13 @@ def test_the_cli(sqlite_url, tmp_path, frozen):
     assert result.exit_code == 0, result.output
     assert "1 features, 1 seat counts changed, 1 expiries changed" in result.output
     assert "from 2027-01-01 00:00 UTC fewer seats of: solver" in result.output
+    pools = runner.invoke(main, ["pools", "--format", "json", "--db", sqlite_url])
+    (solver,) = json.loads(pools.output)
+    assert (solver["seats"], solver["next_seats"]) == (10, 0)
+    assert solver["next_seats_at"] == "2027-01-01T00:00:00+00:00"
+    table = runner.invoke(main, ["pools", "--db", sqlite_url], env={"TZ": "UTC"})
+    assert "Next Seats" in table.output.splitlines()[0]
+    assert "0 from 2027-01-01 00:00" in table.output.splitlines()[-1]
     bad = runner.invoke(
         main,
         [

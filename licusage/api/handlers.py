@@ -436,6 +436,9 @@ def _when(value: Any) -> datetime | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 
 
+_POOL_TIMES = frozenset({"expires_at", "next_seats_at"})
+
+
 class PoolsHandler(ApiHandler):
     """``GET /api/v1/pools``: seats in use and owned per pool."""
 
@@ -447,12 +450,8 @@ class PoolsHandler(ApiHandler):
         pools = [
             schemas.PoolRecord.model_validate(
                 {
-                    **{
-                        k: (None if pd.isna(v) else v)
-                        for k, v in record.items()
-                        if k != "expires_at"
-                    },
-                    "expires_at": _when(record["expires_at"]),
+                    k: _when(v) if k in _POOL_TIMES else (None if pd.isna(v) else v)
+                    for k, v in record.items()
                 }
             )
             for record in frame.to_dict("records")

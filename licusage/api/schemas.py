@@ -140,6 +140,11 @@ class PoolRecord(BaseModel):
     free: int | None
     denials_today: int
     expires_at: datetime | None
+    next_seats: int | None = Field(
+        description="The next seat count the pool's history has in store (e.g. a license "
+        "file's increment expires), None when none is"
+    )
+    next_seats_at: datetime | None = Field(description="From when next_seats are in force")
 
 
 class PoolList(BaseModel):

@@ -169,8 +169,10 @@ class SessionExplorer(Notices):
         return None
 
     def set_zone(self, zone: tzinfo | None) -> None:
-        """Show times in `zone` (the browser's), the shown page included."""
+        """Show times in `zone` (the browser's), the shown page and the seat gauges included."""
         self.zone = zone
+        if self.pools is not None:
+            self.param.trigger("pools")  # the gauges' expiry dates are the viewer's
         if self._page_rows is None:
             return
         shown = fmt.display_frame(self._page_rows, self.products, zone)

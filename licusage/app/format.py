@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -75,16 +75,45 @@ def expiry_note(
     """A gauge's word on a pool's expiry (aware UTC; None or NaT: none), in `zone`: ``expired
     2019-01-01`` (at midnight), ``expires 2026-03-21 18:00`` within :data:`EXPIRY_SOON`, else
     nothing."""
-    if expires_at is None or pd.isna(expires_at):
+    soon = _soon(expires_at, zone, now)
+    if soon is None:
         return ""
-    at = pd.Timestamp(expires_at)
-    at = at.tz_localize(UTC) if at.tzinfo is None else at
-    left = at - pd.Timestamp(clock.to_utc(now or clock.now()))
+    left, local = soon
+    return f"{'expired' if left <= timedelta(0) else 'expires'} {local}"
+
+
+def seats_drop_note(
+    pool: Mapping[Any, Any], zone: tzinfo | None, now: datetime | None = None
+) -> str:
+    """A gauge's word on seats a pool (a ``queries.pool_usage`` record) loses before it
+    expires, within :data:`EXPIRY_SOON`: ``2 seats expire 2018-10-01``, else nothing."""
+    seats, coming, at = pool.get("seats"), pool.get("next_seats"), pool.get("next_seats_at")
+    if at is None or pd.isna(seats) or pd.isna(coming) or coming >= seats:
+        return ""
+    expires_at = pool.get("expires_at")
+    if expires_at is not None and not pd.isna(expires_at) and expires_at == at:
+        return ""  # the pool's own expiry: expiry_note says it
+    soon = _soon(at, zone, now)
+    if soon is None:
+        return ""
+    lost = int(seats) - int(coming)
+    return f"1 seat expires {soon[1]}" if lost == 1 else f"{lost:,} seats expire {soon[1]}"
+
+
+def _soon(
+    at: datetime | None, zone: tzinfo | None, now: datetime | None
+) -> tuple[pd.Timedelta, str] | None:
+    """How long until `at` (aware UTC; None or NaT: never) and `at` in `zone` (the time of day
+    left out at midnight), when that is within :data:`EXPIRY_SOON`."""
+    if at is None or pd.isna(at):
+        return None
+    moment = pd.Timestamp(at)
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment
+    left = moment - pd.Timestamp(clock.to_utc(now or clock.now()))
     if left > EXPIRY_SOON:
-        return ""
-    word = "expired" if left <= timedelta(0) else "expires"
-    local = at.tz_convert(viewer_zone(zone))
-    return f"{word} {local:%Y-%m-%d}" + (
+        return None
+    local = moment.tz_convert(viewer_zone(zone))
+    return left, f"{local:%Y-%m-%d}" + (
         "" if local.hour == local.minute == 0 else f" {local:%H:%M}"
     )
 

@@ -246,8 +246,12 @@ class SeatsView(Viewer):
             reserved = int(pool.get("reserved", 0))
             if reserved:
                 details = f" ({reserved:,} reserved){details}"
-            if expiry := fmt.expiry_note(pool.get("expires_at"), self._ex.zone):
-                details += f" · {expiry}"
+            for note in (
+                fmt.seats_drop_note(pool, self._ex.zone),
+                fmt.expiry_note(pool.get("expires_at"), self._ex.zone),
+            ):
+                if note:  # a date is not broken across lines on a narrow screen
+                    details += f' · <span style="white-space: nowrap">{note}</span>'
             of_seats = f"/ {seats:,} seats in use" if known else "in use · seats unknown"
             line.param.update(
                 value=f"<b>{in_use:,}</b> {of_seats}{details}",

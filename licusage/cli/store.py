@@ -193,6 +193,8 @@ def pools(output_format: str, db_url: str | None) -> None:
             "expires_at": iso_utc(r["expires_at"]),
             "counting": r["counting"],
             "reserved": int(r["reserved"]),
+            "next_seats": None if pd.isna(r["next_seats"]) else int(r["next_seats"]),
+            "next_seats_at": iso_utc(r["next_seats_at"]),
         }
         for r in frame.to_dict("records")
     ]
@@ -216,6 +218,14 @@ def pools(output_format: str, db_url: str | None) -> None:
             ]
             for r in records
         ]
+        if any(r["next_seats"] is not None for r in records):  # a license file's increments
+            headers.append("Next Seats")
+            for row, r in zip(rows, records, strict=True):
+                row.append(
+                    ""
+                    if r["next_seats"] is None
+                    else f"{r['next_seats']} from {local_time(r['next_seats_at'])}"
+                )
         click.echo(render_table(headers, rows))
 
 

@@ -144,9 +144,12 @@ def reconcile(
             listed_in_use = snapshot.listed_in_use(feature)
             if listed_in_use != status.in_use:
                 result.mismatched[feature] = (status.in_use, listed_in_use)
+    # a snapshot stamped ahead of our clock (the server's clock or time zone off) was read by
+    # now: its seats are in force from now, not only once our clock reaches its stamp
+    counted_at = min(at, clock.current_db_time())
     for pool_id, seats in issued.items():
-        if record_seats(conn, pool_id, seats, at=at, origin=f"{snapshot.tool} {server}"):
-            refresh_pool_seats(conn, pool_id, at=at)
+        if record_seats(conn, pool_id, seats, at=counted_at, origin=f"{snapshot.tool} {server}"):
+            refresh_pool_seats(conn, pool_id)
             result.seats_changed += 1
     granted = [pool_id for pool_id, seats in issued.items() if seats]
     for pool_id, expiry in outlive_expiries(conn, granted, at).items():
