@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -203,6 +205,33 @@ def test_packed_integers_parse_like_split_text():
     assert loading._parse_packed("1.5\x1f2", "int", 2) is None
     assert loading._parse_packed(None, "int", 0) is None
     assert loading._parse_packed(text, "time", len(values)) is None
+
+
+def test_parsing_packed_integers_leaves_other_threads_warnings_alone(monkeypatch):
+    """The served app draws a table (bokeh warns of pandas' deprecations) while another of its
+    threads reads the analytics: that warning must stay a warning."""
+    outcome: list[str] = []
+
+    def warn_elsewhere() -> None:
+        try:
+            warnings.warn("a warning of another thread", UserWarning, stacklevel=1)
+            outcome.append("warned")
+        except UserWarning:
+            outcome.append("raised")
+
+    parse = np.fromstring
+
+    def parse_while_another_thread_warns(*args, **kwargs):
+        other = threading.Thread(target=warn_elsewhere)
+        other.start()
+        other.join()
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(loading.np, "fromstring", parse_while_another_thread_warns)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert loading._parse_packed("1\x1f2", "int", 2).tolist() == [1, 2]
+    assert outcome == ["warned"]
 
 
 @pytest.mark.parametrize("seed", range(6))

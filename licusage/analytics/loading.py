@@ -4,7 +4,6 @@ table fetched as numpy arrays (packed into one row on SQLite, parsed in C)."""
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,13 +105,19 @@ def _parse_packed(text: str | None, kind: str, count: int) -> Array | None:
     or when the text has another shape (the caller splits it then)."""
     if text is None or count == 0 or kind != "int":
         return None  # datetimes: splitting and parsing in C is faster than digit arithmetic
+    # numpy only warns of a value it cannot read (and stops there): anything but digits, signs
+    # and separators (a decimal, a text) is split instead. Not by turning its warning into an
+    # error: the warning filters are the process's, shared by the served app's threads.
+    if not text.isascii() or text.encode("ascii").translate(None, _INTEGER_TEXT):
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a malformed value: split instead
-            values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
-    except (ValueError, DeprecationWarning):
+        values = np.fromstring(text, dtype=np.int64, sep=UNIT_SEPARATOR)
+    except (ValueError, DeprecationWarning):  # a warning turned into an error by its caller
         return None
     return values if len(values) == count else None
+
+
+_INTEGER_TEXT = b"0123456789-" + UNIT_SEPARATOR.encode("ascii")
 
 
 def fetch(
