@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 
 from licusage import analytics, catalog, sessions
+from licusage.analytics import usage
 from licusage.errors import InvalidInput, UnknownLicenseType, UnknownProduct
 
 CM, RO, AA = "Case Management", "Reports Only", "RD Agent Assist"
@@ -224,6 +225,21 @@ def test_peaks_empty_window(store):
     assert frame.loc[P, "share_near_full"] == 0
     # before Reports Only existed: nothing observed
     assert pd.isna(frame.loc[(RO, CU), "p95"])
+
+
+def test_a_pool_of_no_seats_is_near_full_only_while_used(store, frozen):
+    """An expired license nobody asks for is not a full pool (as its seat gauge says); one
+    someone still holds is over its seats."""
+    frozen.set(at("06:00"))
+    catalog.add_pool(store, "Expired", CU, 0)
+    frozen.set(at("14:00"))
+    frame = analytics.peaks(store, at("08:00"), at("12:00")).set_index(["product", "license_type"])
+    assert (frame.loc[("Expired", CU), "seats"], frame.loc[("Expired", CU), "share_near_full"]) == (
+        0,
+        0,
+    )
+    levels, seats = np.array([0, 1, 0, 2]), np.array([0.0, 0.0, 1.0, 2.0])
+    assert usage._near(levels, seats).tolist() == [False, True, False, True]
 
 
 # ----------------------------------------------------------------------------------- denials

@@ -82,8 +82,12 @@ def test_peaks_table(store):
     assert cm["Peak in use"] == 2
     assert cm["Peak at"] == "2026-03-02 10:00"
     # 30 minutes of 48 hours at 2 seats
-    assert cm["Time at ≥90% of seats"] == pytest.approx(round(100 * 0.5 / 48, 1))
+    assert cm["Time at ≥90% of seats"] == pytest.approx(round(0.5 / 48, 3))  # shown in %
     assert "**1** of 2 pools reached their seat count" in view.summary.object
+    # a share, sorted as a number, shown in per cent and as "-" where the seats are unknown
+    share = view.table.formatters["Time at ≥90% of seats"]
+    assert (share.format, share.nan_format) == ("0.0 %", "-")
+    assert table["Time at ≥90% of seats"].dtype == "float64"
 
 
 def test_heat_map_follows_the_chosen_pool(store):

@@ -282,9 +282,11 @@ class _Pieces:
 
 
 def _near(levels: Array, seats: Array) -> Array:
-    """Whether in use `levels` is near full (>= 90 %) of known `seats` (NaN: unknown)."""
+    """Whether in use `levels` is near full (>= 90 %) of known `seats` (NaN: unknown). A pool
+    of no seats is so only while someone uses it (an expired license nobody asks for is not a
+    full pool, as the seat gauges say)."""
     known = ~np.isnan(seats)
-    return known & (NEAR_FULL[1] * levels >= NEAR_FULL[0] * np.nan_to_num(seats))
+    return known & (levels > 0) & (NEAR_FULL[1] * levels >= NEAR_FULL[0] * np.nan_to_num(seats))
 
 
 def _pieces(ut: Array, level: Array, seat_step: tuple[Array, Array], lo: int, hi: int) -> _Pieces:

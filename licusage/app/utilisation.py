@@ -17,6 +17,7 @@ import holoviews.plotting.bokeh  # registers the backend the plot options are fo
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models.widgets.tables import NumberFormatter
 from sqlalchemy.engine import Engine
 
 from .. import analytics, clock
@@ -40,7 +41,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M"
 def busiest(peaks: pd.DataFrame, count: int) -> list[tuple[str, str]]:
     """The `count` pools of `peaks` used that came nearest their seats (time near full, then
     peak share of seats; pools of unknown seats by their peak, after those), in `peaks`' order.
-    Pools never used come last: a pool of 0 seats that nobody used is "full" all the time."""
+    Pools never used come last."""
     seats = peaks["seats"].astype("Float64")
     ranked = pd.DataFrame(
         {
@@ -75,7 +76,7 @@ def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
             "peak_at": peak_at.fillna("").astype(object).to_numpy(),
             "p95": peaks["p95"].to_numpy(),
             "p99": peaks["p99"].to_numpy(),
-            "share_near_full": (100 * peaks["share_near_full"]).round(1).to_numpy(),
+            "share_near_full": peaks["share_near_full"].round(3).to_numpy(),  # shown in %
         }
     )
     return frame.rename(columns=PEAK_HEADERS)
@@ -178,14 +179,9 @@ class UtilisationView(DayRangeView):
             disabled=True,
             sizing_mode="stretch_width",
             layout="fit_data_stretch",
-            # a number (it sorts as one) shown with its unit: "19.8 %"
+            # a share (it sorts as a number) shown in per cent, "19.8 %"; unknown seats: "-"
             formatters={
-                PEAK_HEADERS["share_near_full"]: {
-                    "type": "money",
-                    "symbol": "\u202f%",
-                    "symbolAfter": True,
-                    "precision": 1,
-                }
+                PEAK_HEADERS["share_near_full"]: NumberFormatter(format="0.0 %", text_align="right")
             },
         )
         # empty until the first read: an empty heat map drawn first leaves the pool plots drawn
