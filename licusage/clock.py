@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import InvalidInput
 
 
 def now() -> datetime:
@@ -48,3 +51,16 @@ def current_db_time(at: datetime | None = None) -> datetime:
     result = to_db(at if at is not None else now())
     assert result is not None
     return result
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The time zone `name` (IANA, e.g. ``Europe/Paris``); UTC when None. Raises
+    :class:`~licusage.errors.InvalidInput` for a name no zone has."""
+    if name is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)"
+        ) from None

@@ -22,6 +22,7 @@ Reports Only / Concurrent User (1 seat) is added at 10:00, mid-window; gina hold
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -277,6 +278,25 @@ def test_hour_of_week(store):
     ro = frame[frame["product"] == RO].set_index("hour")
     assert list(ro.index) == [10, 11]  # not observed before it was added
     assert ro["mean"].tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_hour_of_week_in_a_time_zone(store):
+    def hours(frame: pd.DataFrame) -> list[tuple[str, int, float]]:
+        mine = frame[(frame["product"] == CM) & (frame["license_type"] == CU)]
+        return list(zip(mine["day"], mine["hour"], mine["mean"].round(3), strict=True))
+
+    utc = analytics.hour_of_week(store, at("08:00"), at("12:00"))
+    # Paris is UTC+1 in early March: the same hours, an hour later
+    paris = analytics.hour_of_week(store, at("08:00"), at("12:00"), timezone="Europe/Paris")
+    assert hours(paris) == [(day, hour + 1, mean) for day, hour, mean in hours(utc)]
+    # 10 hours behind (a tzinfo will do too): 8-10 UTC on Monday is Sunday night there
+    honolulu = analytics.hour_of_week(
+        store, at("08:00"), at("12:00"), timezone=ZoneInfo("Pacific/Honolulu")
+    )
+    (_, _, m8), (_, _, m9), (_, _, m10), (_, _, m11) = hours(utc)
+    assert hours(honolulu) == [("Mon", 0, m10), ("Mon", 1, m11), ("Sun", 22, m8), ("Sun", 23, m9)]
+    with pytest.raises(InvalidInput, match="unknown time zone 'Mars/Olympus'"):
+        analytics.hour_of_week(store, at("08:00"), at("12:00"), timezone="Mars/Olympus")
 
 
 def test_hour_of_week_averages_the_same_hour_of_several_weeks(engine, frozen):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import holoviews as hv
 import pandas as pd
@@ -40,10 +41,10 @@ def store(engine, frozen):
     return engine
 
 
-def _view(engine, **params) -> UtilisationView:
+def _view(engine, zone=UTC, **params) -> UtilisationView:
     params.setdefault("first_day", date(2026, 3, 2))
     params.setdefault("last_day", date(2026, 3, 3))
-    view = UtilisationView(engine, zone=UTC, **params)
+    view = UtilisationView(engine, zone=zone, **params)
     assert view.refresh(), view.last_error
     return view
 
@@ -103,6 +104,16 @@ def test_heat_map_follows_the_chosen_pool(store):
     data = view.heat.object.data
     assert data.set_index(["day", "hour"]).loc[("Tue", 14), "mean"] == 1.0
     assert RO in view.heat.object.opts.get().kwargs["title"]
+
+
+def test_heat_map_hours_are_the_viewers(store):
+    view = _view(store, zone=ZoneInfo("Europe/Paris"))  # UTC+1 in March
+    data = view.heat.object.data
+    paris_eleven = data[(data["day"] == "Mon") & (data["hour"] == 11)]
+    assert paris_eleven["mean"].tolist() == [1.5]  # 10:00 UTC's hour
+    options = view.heat.object.opts.get().kwargs
+    assert options["title"].endswith("by weekday and hour (Europe/Paris)")
+    assert options["xlabel"] == "hour of day (Europe/Paris)"
 
 
 def test_changing_the_window_or_resolution_reloads(store):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
 import pandas as pd
@@ -548,8 +548,12 @@ _PEAK_COLUMNS = [
 
 
 @store_operation
-def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
-    """Mean and peak in use per pool by weekday and hour of day (UTC), for a heat map.
+def hour_of_week(
+    engine: Engine, start: datetime, end: datetime, timezone: str | tzinfo | None = None
+) -> pd.DataFrame:
+    """Mean and peak in use per pool by weekday and hour of day in `timezone` (an IANA name or
+    a tzinfo; default UTC), for a heat map. Each hour of UTC counts in the local hour it
+    starts in (the same hour, for a zone whose offset is whole hours; summer time included).
 
     A long DataFrame, one row per pool and (weekday, hour) the window observes: ``product``,
     ``license_type``, ``weekday`` (0 = Monday ... 6 = Sunday), ``day`` (``"Mon"`` ...), ``hour``
@@ -557,6 +561,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
     period) and ``peak`` (the highest in use reached in any of them). Hours the observed period
     never covers have no row.
     """
+    local = timezone if isinstance(timezone, tzinfo) else clock.zone(timezone)
     window = loading.window_of(start, end)
     first = window.start - window.start % HOUR_NS
     rollup.refresh_before_reading(engine)
@@ -593,7 +598,7 @@ def hour_of_week(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame
             )
             peak[todo] = intervals.bucket_max(ut, level, b_lo[todo], b_hi[todo])
             done |= todo
-        stamps = _utc(edges)
+        stamps = _utc(edges).tz_convert(local)
         parts.append(
             pd.DataFrame(
                 {

@@ -127,6 +127,11 @@ def viewer_zone(zone: tzinfo | None) -> tzinfo:
     return own
 
 
+def zone_name(zone: tzinfo) -> str:
+    """What to call `zone` on a page: its IANA name (``Europe/Paris``), else its abbreviation."""
+    return getattr(zone, "key", None) or zone.tzname(None) or "local time"
+
+
 def day_bounds(first: date, last: date, zone: tzinfo | None) -> tuple[datetime, datetime]:
     """[start, end) in UTC of the days `first` to `last` (inclusive, either order) in `zone`."""
     target = viewer_zone(zone)

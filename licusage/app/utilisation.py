@@ -3,7 +3,7 @@
 For a chosen range of days (in the viewer's time zone) and resolution it shows the concurrency
 of every pool against its seats (:func:`licusage.analytics.concurrency`: the exact maximum of
 distinct users per bucket), the peaks table (:func:`licusage.analytics.peaks`) and an
-hour-of-week heat map of one pool (:func:`licusage.analytics.hour_of_week`, hours in UTC). The
+hour-of-week heat map of one pool (:func:`licusage.analytics.hour_of_week`, in the viewer's zone). The
 view calls :mod:`licusage.analytics` only: no SQL here.
 """
 
@@ -21,7 +21,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 from sqlalchemy.engine import Engine
 
 from .. import analytics, clock
-from .format import viewer_zone
+from .format import viewer_zone, zone_name
 from .views import MANY_POOLS
 from .window import DayRangeView
 
@@ -111,8 +111,9 @@ def concurrency_plots(
     return plots
 
 
-def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
-    """Mean in use of `pool` by weekday (rows, Monday on top) and hour of day (UTC)."""
+def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None, zone: tzinfo | None) -> hv.HeatMap:
+    """Mean in use of `pool` by weekday (rows, Monday on top) and hour of day, as `week` has them
+    (:func:`licusage.analytics.hour_of_week` in `zone`, the viewer's)."""
     if pool is None:
         rows = week.iloc[0:0]
     else:
@@ -125,7 +126,8 @@ def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
             "peak": rows["peak"].to_numpy(),
         }
     )
-    title = "Mean seats in use by weekday and hour (UTC)"
+    named = zone_name(viewer_zone(zone))
+    title = f"Mean seats in use by weekday and hour ({named})"
     if pool is not None:
         title = f"{analytics.pool_label(*pool)}: {title[0].lower()}{title[1:]}"
     return hv.HeatMap(data, ["hour", "day"], ["mean", "peak"]).opts(
@@ -135,7 +137,7 @@ def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None) -> hv.HeatMap:
         height=280,
         tools=["hover"],
         title=title,
-        xlabel="hour of day (UTC)",
+        xlabel=f"hour of day ({named})",
         ylabel="",
         invert_yaxis=True,
     )
@@ -221,7 +223,7 @@ class UtilisationView(DayRangeView):
         end = min(end, max(start, clock.now()))  # the rest of today is not drawn as 0 in use
         concurrency = analytics.concurrency(self.engine, start, end, freq=self.freq)
         peaks = analytics.peaks(self.engine, start, end)
-        week = analytics.hour_of_week(self.engine, start, end)
+        week = analytics.hour_of_week(self.engine, start, end, timezone=viewer_zone(self.zone))
         return concurrency, peaks, week
 
     def draw(self, data: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
@@ -287,7 +289,7 @@ class UtilisationView(DayRangeView):
         if self.pool_select.value != self.pool and self.pool in self._pools:
             self.pool_select.value = self.pool
         week = self.week if self.week is not None else pd.DataFrame(columns=_WEEK_COLUMNS)
-        self.heat.object = heat_map(week, self._pools.get(self.pool))
+        self.heat.object = heat_map(week, self._pools.get(self.pool), self.zone)
 
 
 _WEEK_COLUMNS = ["product", "license_type", "weekday", "day", "hour", "mean", "peak"]

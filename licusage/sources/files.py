@@ -31,7 +31,7 @@ from ..db import write
 from ..errors import InvalidInput
 from ..models import imported_files_t
 from .mapping import FeatureMap
-from .writer import Counts, ServerWriter, zone
+from .writer import Counts, ServerWriter
 
 CHUNK = 1 << 20
 BLOCK = 1 << 17  # bytes read at a time: decoded, hashed and shown on the progress bar at once
@@ -283,7 +283,7 @@ def import_logs(
 
     `mapping` maps the server's features to products (None: the built-in mapping), `timezone`
     is the server's (None: this machine's), `progress` shows a progress bar."""
-    tz = zone(timezone)
+    tz = clock.zone(timezone)
     if not paths:
         raise InvalidInput("no log file given")
     result = ImportResult()

@@ -34,7 +34,7 @@ from ..catalog import forget_seats, record_seats, refresh_pool_seats, set_pool_e
 from ..db import store_operation, write
 from ..errors import InvalidInput
 from .mapping import FeatureMap
-from .writer import ServerWriter, zone
+from .writer import ServerWriter
 
 __all__ = ["Increment", "SeatsResult", "import_lmstat_i", "looks_like", "parse", "seats_on"]
 
@@ -154,7 +154,7 @@ def import_lmstat_i(
     is not such an output; then nothing changes.
     """
     increments = parse(text, source=source)
-    tz = zone(timezone)
+    tz = clock.zone(timezone)
     when = clock.current_db_time(at)
     day = clock.to_utc(when).astimezone(tz).date()
     seats = seats_on(increments, day)

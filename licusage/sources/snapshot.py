@@ -34,7 +34,7 @@ from ..db import store_operation, write
 from ..errors import InvalidInput, LicusageError
 from ..models import queued_t, reservations_t
 from .mapping import FeatureMap
-from .writer import CHECKED_IN, Counts, ServerWriter, zone
+from .writer import CHECKED_IN, Counts, ServerWriter
 
 
 class ServerDown(LicusageError):
@@ -290,5 +290,5 @@ def import_snapshot(
 ) -> SnapshotResult:
     """Parse `text` (named `source` in errors) with `parse` in the server's `timezone` and
     apply the snapshot (:func:`apply_snapshot`): the one body of every snapshot import."""
-    snapshot = parse(text, source=source, at=at, tz=zone(timezone))
+    snapshot = parse(text, source=source, at=at, tz=clock.zone(timezone))
     return apply_snapshot(engine, snapshot, server=server, mapping=mapping)

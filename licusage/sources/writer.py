@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -112,18 +111,6 @@ def check_server_name(name: object) -> str:
             f"{APP_SOURCE!r} is the source of the app's own sessions: name the server"
         )
     return name
-
-
-def zone(name: str | None) -> ZoneInfo:
-    """The time zone `name` (IANA, e.g. ``Europe/Paris``); UTC when None."""
-    if name is None:
-        return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)"
-        ) from None
 
 
 def ensure_server(conn: Connection, name: str, kind: str) -> int:
