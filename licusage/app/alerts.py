@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from .. import alerts
 from .format import viewer_zone
 from .lifecycle import StoreView
+from .text import plain_html
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class AlertsView(StoreView):
     def __init__(self, engine: Engine, zone: tzinfo | None = None, **params: Any) -> None:
         super().__init__(engine, **params)
         self.zone = zone
-        self.summary = pn.pane.Str("", sizing_mode="stretch_width")
+        # plain text that wraps (a narrow screen): an error's words are shown, never markup
+        self.summary = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10))
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
         self.refresh_button.on_click(lambda _e: self.reload())
         self.table = pn.widgets.Tabulator(
@@ -76,7 +78,7 @@ class AlertsView(StoreView):
             layout="fit_data_stretch",
         )
         self.layout = pn.Column(
-            pn.Row(self.summary, self.refresh_button, sizing_mode="stretch_width"),
+            pn.FlexBox(self.summary, self.refresh_button, flex_wrap="wrap", align_items="center"),
             self.table,
             sizing_mode="stretch_width",
         )
@@ -90,13 +92,16 @@ class AlertsView(StoreView):
         firings = data
         self.table.value = firings_frame(firings, self.zone)
         open_count = int(firings["cleared_at"].isna().sum())
-        self.summary.object = (
-            f"{open_count} open, {len(firings)} firings shown (newest first)"
-            if len(firings)
-            else "No alert has fired (rules: licusage serve --alerts FILE, or licusage alerts check)."
+        self.summary.object = plain_html(
+            [
+                f"{open_count} open, {len(firings)} firings shown (newest first)"
+                if len(firings)
+                else "No alert has fired (rules: licusage serve --alerts FILE, or licusage alerts "
+                "check)."
+            ]
         )
 
     def draw_failure(self, error: BaseException) -> None:
         """The count line says the alerts could not be read."""
         log.warning("alerts view: %s", error)
-        self.summary.object = f"Cannot read the alerts: {error}"
+        self.summary.object = plain_html([f"Cannot read the alerts: {error}"])

@@ -172,10 +172,13 @@ def create_app(engine: Engine | str | None = None, identity: Identity | None = N
         },
         sizing_mode="stretch_width",
     )
-    header = pn.Row(
+    # the title, and who is signed in at the right; on a narrow screen, below it
+    header = pn.FlexBox(
         text(f"<h1 style='margin: 0; font-size: 1.5rem; color: white'>{TITLE}</h1>"),
-        pn.HSpacer(),
         _who(who),
+        flex_wrap="wrap",
+        justify_content="space-between",
+        align_items="center",
         styles={"background": "#0072b5", "padding": "8px 16px"},
         sizing_mode="stretch_width",
         margin=0,

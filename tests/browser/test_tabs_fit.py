@@ -46,7 +46,7 @@ def cut_short(page) -> list[str]:
     return cells.evaluate_all(CUT_SHORT)
 
 
-@pytest.mark.parametrize("width", [800, 1280])
+@pytest.mark.parametrize("width", [375, 800, 1280])
 def test_no_table_cell_is_cut_short(server, browser_page, width):
     page = browser_page(width=width, height=900)
     page.goto(server.url)
@@ -64,6 +64,13 @@ def test_no_table_cell_is_cut_short(server, browser_page, width):
     expect()(page.locator(".tabulator-col-title", has_text="Licenses freed")).to_be_visible()
     expect()(page.locator(".tabulator-row", has_text="ivan.early")).to_have_count(1)
     assert cut_short(page) == []
+    page.locator(".bk-tab", has_text="Alerts").click()
+    expect()(page.get_by_text("No alert has fired", exact=False)).to_be_visible()
+    # its line wraps: the page is no wider than the window, the button not over the words
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    words = page.get_by_text("No alert has fired", exact=False).bounding_box()
+    button = page.get_by_role("button", name="Refresh").bounding_box()
+    assert button["y"] >= words["y"] + words["height"] or button["x"] >= words["x"] + words["width"]
 
 
 # the share of each plot's first (bottom) canvas that is drawn on, not white: a plot drawn with
