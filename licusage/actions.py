@@ -22,7 +22,7 @@ from .catalog import read_catalog
 from .db import store_operation, write
 from .display import plural
 from .errors import InvalidInput, PermissionDenied
-from .models import APP_SOURCE, audit_t, holds_t, pools_t, sessions_t
+from .models import APP_SOURCE, audit_t, holds_t, pools_t, servers_t, sessions_t
 from .queries import held_licenses
 from .sessions import (
     ADMIN_LOGOUT,
@@ -113,7 +113,8 @@ class LogoutPreview:
     ``active``, sorted. ``sessions``: ``session_id``, ``user``, ``host``, ``source`` of
     ``active`` by id; ``held``: their licenses (``session_id``, ``user``, ``product``,
     ``license_type``, ``licenses``); ``licenses``: ``product``, ``license_type``, ``count``,
-    what the logout gives back.
+    what the logout gives back. ``without_removal``: the license servers of ``active`` that have
+    no removal command, whose sessions the logout cannot end (sorted).
     """
 
     session_ids: tuple[int, ...]
@@ -125,6 +126,7 @@ class LogoutPreview:
     sessions: pd.DataFrame
     held: pd.DataFrame
     licenses: pd.DataFrame
+    without_removal: tuple[str, ...] = ()
 
     def text(self, max_users: int = 8) -> str:
         """The question, e.g. "Log out 2 sessions of 2 users (alice, bob)?"."""
@@ -196,6 +198,16 @@ def preview_logout(
         )
         active = [int(r.id) for r in active_rows]
         held = held_licenses(conn, catalog, active)
+        on_servers = sorted({r.source for r in active_rows if r.source != APP_SOURCE})
+        unremovable = conn.execute(
+            sa.select(servers_t.c.name)
+            .where(
+                servers_t.c.name.in_(on_servers),
+                sa.func.coalesce(sa.func.trim(servers_t.c.remove_command), "") == "",
+            )
+            .order_by(servers_t.c.name)
+        ).scalars()
+        without_removal = tuple(str(name) for name in unremovable)
     known, ending = {int(r.id) for r in stored}, set(active)
     sessions = pd.DataFrame(
         [(int(r.id), r.user_name, r.host, r.source) for r in active_rows],
@@ -217,6 +229,7 @@ def preview_logout(
         sessions=sessions,
         held=held,
         licenses=licenses,
+        without_removal=without_removal,
     )
 
 

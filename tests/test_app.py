@@ -21,8 +21,10 @@ from licusage.app.identity import Identity, anonymous_identity, mapped_role
 from licusage.app.main import SessionsTab
 from licusage.errors import InvalidInput
 from licusage.server import ServeOptions, check_options, fill_demo
+from licusage.sources.lmstat import import_lmstat, read_text
 from licusage.sources.lmstat_info import import_lmstat_i
 from tests.browser.conftest import free_port
+from tests.test_sources_lmstat import FIXTURES as FLEXLM_FIXTURES
 
 CM, RO = "Case Management", "Reports Only"
 ME = "ada.admin"
@@ -369,6 +371,20 @@ def test_admin_spares_own_session_and_reports_already_ended(sqlite_engine, ids, 
     assert "alice.named" not in users_in(tab)
     message = notes[-1][1]
     assert "1 had already ended" in message
+
+
+def test_the_dialog_says_when_a_license_server_has_no_removal_command(sqlite_engine, notes):
+    snapshot = read_text(str(FLEXLM_FIXTURES / "lmstat-1.txt"))
+    import_lmstat(sqlite_engine, snapshot, server="lic1", source="lmstat-1.txt")
+    tab = make_tab(sqlite_engine, notes)
+    tab.explorer.run()
+    on_lic1 = queries.session_usage(sqlite_engine, source="lic1")["session_id"].tolist()
+    assert len(on_lic1) == 2  # ana and bo
+    tab.explorer.select(on_lic1)
+    tab.results.logout_button.clicks += 1
+    message = tab.dialog.message.value
+    assert "2 sessions of lic1: removed on the license server first." in message
+    assert "<b>lic1 has no removal command: its sessions stay logged in</b>" in message
 
 
 def test_dialog_decides_own_sessions_from_the_store_by_identity(sqlite_engine, ids, notes):

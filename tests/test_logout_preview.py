@@ -11,6 +11,7 @@ import pytest
 
 from licusage import actions, catalog, db, queries, sessions
 from licusage.errors import InvalidInput
+from licusage.sources import remove
 from licusage.sources.lmstat import import_lmstat, read_text
 from tests.test_actions import snapshot
 from tests.test_cli import _run_on_a_terminal
@@ -100,6 +101,14 @@ def test_a_license_server_session(engine):
     assert preview.users == ("ana", "bo")
     # licenses counted as checked out: ana holds 4 solver + 1 mesher, bo 3 solver
     assert freed(preview) == {("mesher", "Floating"): 1, ("solver", "Floating"): 7}
+    # lic1 has no removal command yet: the logout could not end its sessions, and says so first
+    assert preview.without_removal == ("lic1",)
+    remove.set_remove_command(
+        engine, "lic1", "lmutil lmremove -h {feature} {handle_host} {handle_port} {handle_id}"
+    )
+    assert actions.preview_logout(engine, active, "admin1").without_removal == ()
+    remove.set_remove_command(engine, "lic1", None)
+    assert actions.preview_logout(engine, active, "admin1").without_removal == ("lic1",)
 
 
 @pytest.mark.parametrize(
@@ -148,6 +157,7 @@ def test_the_cli_confirmation_names_the_license_server(store_url):
     env = {**os.environ, "LICUSAGE_DATABASE_URL": store_url}
     shown = _run_on_a_terminal(["logout", str(bo), "--actor", "admin1"], "n", env)
     assert f"#{bo}  bo  frees: solver (Floating)  on server lic1" in shown
+    assert "note: server lic1 has no removal command: its sessions stay logged in" in shown
     assert "Log out 1 session as admin1?" in shown
     assert "Cancelled: nothing changed." in shown
     assert snapshot(engine) == before

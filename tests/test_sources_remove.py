@@ -134,6 +134,12 @@ def test_bad_removal_commands_are_refused(sqlite_engine, template, message):
 def test_cli_sets_lists_and_refuses(sqlite_engine, sqlite_url, tmp_path):
     ids = _server_sessions(sqlite_engine)
     runner = CliRunner()
+    # no removal command yet: the logout refuses, and says why
+    out = runner.invoke(
+        main, ["logout", str(ids["bo"]), "--yes", "--actor", "ada.admin", "--db", sqlite_url]
+    )
+    assert out.exit_code == 1, out.output
+    assert "server 'lic1' has no removal command" in out.stderr
     template = "lmutil lmremove -c 27000@lic1 -h {feature} {handle_host} {handle_port} {handle_id}"
     done = runner.invoke(
         main, ["servers", "set-remove-command", "lic1", template, "--db", sqlite_url]

@@ -381,6 +381,14 @@ class LogoutDialog(Viewer):
                 f"{plural(len(preview.on_servers), 'session')} of "
                 f"{escaped(', '.join(servers))}: removed on the license server first."
             )
+        if preview.without_removal:
+            one = len(preview.without_removal) == 1
+            parts.append(
+                f"<b>{escaped(', '.join(preview.without_removal))} "
+                f"{'has' if one else 'have'} no removal command: "
+                f"{'its' if one else 'their'} sessions stay logged in</b> (an admin sets one "
+                "with <code>licusage servers set-remove-command</code>)."
+            )
         if len(preview.licenses):
             parts.append(
                 "This frees:<ul>"

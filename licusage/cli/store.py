@@ -245,6 +245,12 @@ def _describe_targets(preview: actions.LogoutPreview) -> None:
             user = describe(r["user"])  # escaped: a name cannot print a line of its own
             where = f"  on server {describe(servers[session_id])}" if session_id in servers else ""
             click.echo(f"  #{session_id}  {user}  frees: {freed}{where}", err=True)
+    for server in preview.without_removal:
+        click.echo(
+            f"  note: server {describe(server)} has no removal command: its sessions stay logged "
+            "in (licusage servers set-remove-command)",
+            err=True,
+        )
     if preview.already_ended:
         click.echo(f"Already ended: {', '.join(map(str, preview.already_ended))}", err=True)
     if preview.unknown:
