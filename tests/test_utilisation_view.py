@@ -72,6 +72,10 @@ def test_concurrency_plot_per_pool_against_seats(store):
     assert curve.dimension_values("in use").max() == 2
     assert seats.data == 2
     assert overlays[1].HLine.Seats.data == 5
+    # from 0 to above the higher of the peak and the seats: the seats line is always in sight
+    assert [o.opts.get().kwargs["ylim"] for o in overlays] == [(0, 2.2), (0, 5.5)]
+    figure = hv.renderer("bokeh").get_plot(overlays[0]).state
+    assert figure.yaxis[0].ticker.min_interval == 1  # whole seats only
 
 
 def test_peaks_table(store):
@@ -112,8 +116,9 @@ def test_heat_map_hours_are_the_viewers(store):
     paris_eleven = data[(data["day"] == "Mon") & (data["hour"] == 11)]
     assert paris_eleven["mean"].tolist() == [1.5]  # 10:00 UTC's hour
     options = view.heat.object.opts.get().kwargs
-    assert options["title"].endswith("by weekday and hour (Europe/Paris)")
+    assert options["title"] == f"{CM} / {CU}: mean in use"
     assert options["xlabel"] == "hour of day (Europe/Paris)"
+    assert options["clim"] == (0.0, 1.5)  # the highest mean: Monday 10:00-11:00 UTC
 
 
 def test_changing_the_window_or_resolution_reloads(store):

@@ -82,6 +82,11 @@ def peaks_table(peaks: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     return frame.rename(columns=PEAK_HEADERS)
 
 
+def _whole_seats(plot: Any, _element: Any) -> None:
+    """No tick between two whole seat counts (a HoloViews plot hook)."""
+    plot.state.yaxis.ticker.min_interval = 1
+
+
 def concurrency_plots(
     concurrency: pd.DataFrame, seats: dict[tuple[str, str], int | None], zone: tzinfo | None
 ) -> list[hv.Overlay]:
@@ -98,6 +103,7 @@ def concurrency_plots(
             interpolation="steps-post", color="#1f77b4", tools=["hover"]
         )
         owned = seats.get(pool)
+        top = max(int(frame["in use"].max()) if len(frame) else 0, owned or 0, 1)
         if owned is None:
             plot, title = hv.Overlay([curve]), f"{label} (seats unknown)"
         else:
@@ -105,7 +111,15 @@ def concurrency_plots(
             plot, title = curve * line, label
         plots.append(
             plot.opts(
-                title=title, width=460, height=200, xlabel="", ylabel="seats", show_legend=False
+                title=title,
+                width=460,
+                height=200,
+                xlabel="",
+                ylabel="seats",
+                show_legend=False,
+                xticks=4,  # dates that stay apart on a phone's narrower plot too
+                ylim=(0, top * 1.1),  # from 0, the seats line always in sight
+                hooks=[_whole_seats],
             )
         )
     return plots
@@ -127,11 +141,11 @@ def heat_map(week: pd.DataFrame, pool: tuple[str, str] | None, zone: tzinfo | No
         }
     )
     named = zone_name(viewer_zone(zone))
-    title = f"Mean seats in use by weekday and hour ({named})"
-    if pool is not None:
-        title = f"{analytics.pool_label(*pool)}: {title[0].lower()}{title[1:]}"
+    title = "Mean seats in use" if pool is None else f"{analytics.pool_label(*pool)}: mean in use"
+    top = float(data["mean"].max()) if len(data) else 0.0
     return hv.HeatMap(data, ["hour", "day"], ["mean", "peak"]).opts(
         cmap="Blues",
+        clim=(0.0, max(top, 1.0)),  # from none in use: an idle pool is pale, not mid-blue
         colorbar=True,
         responsive=True,  # the window's width up to 920 px: a narrow window scrolls no sideways
         height=280,
